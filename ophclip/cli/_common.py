@@ -1,0 +1,19 @@
+"""Small helpers shared by the subcommand modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+
+from ..config import load_config
+
+T = TypeVar("T")
+
+CONFIG_ARG = typer.Argument(..., help="YAML config file (see configs/).", exists=False)
+OVERRIDES_ARG = typer.Argument(None, help="Dotted overrides, e.g. train.lr=3e-4 data.root=out/")
+
+
+def load_with_overrides(cls: type[T], config: Path | None, overrides: list[str] | None) -> T:
+    return load_config(cls, config, overrides or [])

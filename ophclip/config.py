@@ -1,0 +1,208 @@
+"""Typed run configs: YAML files mapped onto nested dataclasses, with dotted overrides.
+
+    cfg = load_config(PretrainConfig, "configs/pretrain_tiny.yaml", ["train.lr=3e-4"])
+
+Every config class is a plain ``@dataclass`` whose fields have defaults, so a YAML
+file only states what differs. Loading is strict: an unknown key, a wrong type or a
+missing file raises :class:`ConfigError` naming the key and the file. Configs hold
+data only (numbers, strings, lists), never live objects, so they round-trip to YAML
+and can be saved beside every run's output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build ``cls`` from a YAML file (optional) and ``key.sub=value`` overrides."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (give a path to a YAML file, e.g. configs/)")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(loaded).__name__}")
+        data = loaded
+    data = apply_overrides(data, overrides)
+    return from_dict(cls, data, source=source)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``a.b.c=value`` set; values are parsed as YAML scalars."""
+    out = _deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def from_dict(cls: type[T], data: Any, source: str = "<dict>", prefix: str = "") -> T:
+    """Strictly convert a nested mapping into dataclass ``cls``."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or 'top level'} should be a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{source}: unknown key {where}{unknown[0]!r} in {cls.__name__}; "
+            f"known keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(hints[name], value, source, key)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: {prefix or cls.__name__}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Dataclass -> plain dict (tuples become lists so the YAML stays plain)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config atomically (``path.tmp`` then ``os.replace``)."""
+    from data_pipeline._io import atomic_write_text
+
+    atomic_write_text(path, dump_yaml(cfg))
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, source, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{source}: {key} = {value!r} does not match {_name(tp)}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{source}: {key} = {value!r}; expected one of {', '.join(map(repr, choices))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        return from_dict(tp, value, source, key)
+    if origin in (list, Sequence, typing.Sequence) or tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} should be a list, got {value!r}")
+        (inner,) = get_args(tp) or (Any,)
+        return [_coerce(inner, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} should be a list, got {value!r}")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{source}: {key} should have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} should be a mapping, got {value!r}")
+        kt, vt = get_args(tp) or (Any, Any)
+        return {_coerce(kt, k, source, key): _coerce(vt, v, source, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key} = {value!r}; expected true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{source}: {key} = {value!r}; expected an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: {key} = {value!r}; expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{source}: {key} = {value!r}; expected a string")
+    return value
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _deepcopy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deepcopy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deepcopy(v) for v in obj]
+    return obj
