@@ -123,14 +123,13 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(arg, value, source, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{source}: {key} = {value!r} does not match {_name(tp)}")
     if origin is Literal:
         choices = get_args(tp)
@@ -154,7 +153,7 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             return tuple(_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{source}: {key} should have {len(args)} items, got {len(value)}")
-        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {key} should be a mapping, got {value!r}")

@@ -1,0 +1,109 @@
+"""Typed YAML configs: strict loading, dotted overrides, round-trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from ophclip.config import apply_overrides, dump_yaml, load_config, save_config
+from ophclip.errors import ConfigError
+
+
+@dataclass
+class OptimCfg:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+
+@dataclass
+class RunCfg:
+    name: str = "run"
+    steps: int = 10
+    amp: bool = False
+    seed: int | None = None
+    tags: list[str] = field(default_factory=list)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file():
+    cfg = load_config(RunCfg)
+    assert cfg == RunCfg()
+
+
+def test_yaml_and_overrides_are_applied_in_order(tmp_path):
+    path = write(tmp_path, "steps: 5\noptim:\n  lr: 0.1\n")
+    cfg = load_config(RunCfg, path, ["optim.lr=3e-4", "tags=[a, b]", "seed=7", "optim.schedule=constant"])
+    assert cfg.steps == 5
+    assert cfg.optim.lr == pytest.approx(3e-4)  # "3e-4" is a YAML string; it must still become a float
+    assert cfg.tags == ["a", "b"]
+    assert cfg.seed == 7
+    assert cfg.optim.schedule == "constant"
+    assert cfg.optim.betas == (0.9, 0.98)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "optim:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(RunCfg, path)
+    assert "optim.'lrr'" in str(e.value) or "'lrr'" in str(e.value)
+    assert str(path) in str(e.value)
+    assert "known keys" in str(e.value)
+
+
+def test_unknown_override_key():
+    with pytest.raises(ConfigError, match="unknown key 'nope'"):
+        load_config(RunCfg, None, ["nope=1"])
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("steps=ten", "expected an integer"),
+        ("steps=1.5", "expected an integer"),
+        ("amp=maybe", "expected true or false"),
+        ("optim.lr=fast", "expected a number"),
+        ("optim.schedule=linear", "expected one of"),
+        ("optim.betas=[0.9]", "should have 2 items"),
+        ("tags=notalist", "should be a list"),
+        ("optim=3", "should be a mapping"),
+    ],
+)
+def test_wrong_types_are_errors(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(RunCfg, None, [override])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(RunCfg, tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(RunCfg, write(tmp_path, "steps: [1,\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(RunCfg, write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        apply_overrides({}, ["steps"])
+    with pytest.raises(ConfigError, match="empty key"):
+        apply_overrides({}, ["a..b=1"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"steps": 1}, ["steps.x=1"])
+
+
+def test_save_round_trip(tmp_path):
+    cfg = load_config(RunCfg, None, ["optim.lr=0.5", "tags=[x]"])
+    out = tmp_path / "sub" / "resolved.yaml"
+    save_config(cfg, out)
+    assert not list(out.parent.glob("*.tmp"))
+    assert load_config(RunCfg, out) == cfg
+    assert "lr: 0.5" in dump_yaml(cfg)
