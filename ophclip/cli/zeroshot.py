@@ -1,0 +1,149 @@
+"""`ophclip zeroshot`: zero-shot phase / tool / surgery-type evaluation with your prompts.
+
+    ophclip zeroshot configs/eval_synthetic.yaml --prompts my.yaml --model runs/pretrain/final --out runs/zs
+    ophclip zeroshot --benchmark cataract101 --root data/cataract-101 --prompts my.yaml --out runs/c101
+    ophclip zeroshot configs/eval_synthetic.yaml eval.smoothing_window=5 eval.fps=2
+
+Command-line options override the config file, which overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+
+def apply_cli_options(cfg, **options) -> None:
+    """Set the config fields the user gave on the command line (None means not given)."""
+    if options.get("prompts") is not None:
+        cfg.prompts = str(options["prompts"])
+    if options.get("model") is not None:
+        cfg.model.name = str(options["model"])
+    if options.get("pretrained") is not None:
+        cfg.model.pretrained = str(options["pretrained"])
+    if options.get("out") is not None:
+        cfg.out = str(options["out"])
+    if options.get("benchmark") is not None:
+        cfg.benchmark.name = options["benchmark"]
+    if options.get("root") is not None:
+        cfg.benchmark.root = str(options["root"])
+    if options.get("split") is not None:
+        cfg.benchmark.split = options["split"]
+    if options.get("fps") is not None:
+        cfg.eval.fps = options["fps"]
+    if options.get("max_videos") is not None:
+        cfg.eval.max_videos = options["max_videos"]
+
+
+def load_model(ref):
+    """(model, preprocess_eval, tokenizer) on the configured device."""
+    import ophclip
+    from ophclip.evaluate import resolve_device
+
+    model, _, preprocess = ophclip.create_model_and_transforms(ref.name, pretrained=ref.pretrained,
+                                                              device=resolve_device(ref.device))
+    tokenizer = ophclip.get_tokenizer(ref.name)
+    return model, preprocess, tokenizer
+
+
+def write_run_record(out: Path, cfg, counts: dict) -> None:
+    """``config.yaml`` (resolved) and ``run.json`` (versions, seed, model, counts) beside the results."""
+    import importlib.metadata
+    import platform
+
+    from data_pipeline._io import atomic_write_json
+
+    from ..config import save_config, to_dict
+
+    save_config(cfg, out / "config.yaml")
+    versions = {"python": platform.python_version()}
+    for dist in ("ophclip", "torch", "open_clip_torch", "transformers", "scikit-learn", "av"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    atomic_write_json(out / "run.json", {"config": to_dict(cfg), "versions": versions, "counts": counts})
+
+
+def run_zeroshot_config(cfg, progress: bool = True) -> dict:
+    """Everything `ophclip zeroshot` does after parsing: load, evaluate, write; returns the metrics.
+
+    ``ophclip demo`` calls this with a :class:`~ophclip.evaluate.ZeroShotConfig` for the
+    held-out synthetic videos.
+    """
+    from benchmarks.adapters.loader import load_benchmark, resolve_prompt_file
+
+    from ..evaluate import run_zero_shot
+    from ..prompts import load_prompt_file
+
+    cfg.prompts = str(resolve_prompt_file(cfg.prompts))
+    # Validate the prompt file before loading any model, so a typo costs no time.
+    load_prompt_file(cfg.prompts)
+    bench = load_benchmark(cfg.benchmark)
+    net, preprocess, tokenizer = load_model(cfg.model)
+    out_dir = Path(cfg.out)
+    result = run_zero_shot(net, preprocess, tokenizer, bench.source, cfg.prompts, out_dir, phases=bench.phases,
+                           tools=bench.tools, surgery=bench.surgery,
+                           retrieval_texts=bench.retrieval_texts if cfg.retrieval else None, opts=cfg.eval,
+                           progress=progress)
+    write_run_record(out_dir, cfg, {"videos": result["n_videos"], "frames": result["n_frames"],
+                                    "throughput_frames_per_s": result["throughput_frames_per_s"]})
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    from ._common import OVERRIDES_ARG
+
+    @app.command()
+    def zeroshot(
+        config: Path = typer.Argument(None, help="YAML config (configs/eval_*.yaml); optional."),
+        overrides: list[str] = OVERRIDES_ARG,
+        prompts: Path = typer.Option(None, "--prompts", help="Prompt YAML (see benchmarks/prompts/)."),
+        model: str = typer.Option(None, "--model", help="Model name (ophclip.list_models()) or save_pretrained folder."),
+        pretrained: str = typer.Option(None, "--pretrained", help="Weights: saved folder or open_clip tag."),
+        out: Path = typer.Option(None, "--out", help="Output folder."),
+        benchmark: str = typer.Option(None, "--benchmark", help="synthetic, cataract101, cataracts, ophnet, ..."),
+        root: Path = typer.Option(None, "--root", help="Benchmark dataset folder (or file)."),
+        split: str = typer.Option(None, "--split", help="Evaluate only this split."),
+        fps: float = typer.Option(None, "--fps", help="Frames per second evaluated."),
+        max_videos: int = typer.Option(None, "--max-videos", help="Evaluate the first N videos only."),
+    ) -> None:
+        """Zero-shot phase, instrument and surgery-type recognition; writes metrics, a report and plots."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..evaluate import ZeroShotConfig
+        from ._common import load_with_overrides
+
+        cfg = load_with_overrides(ZeroShotConfig, config, overrides)
+        apply_cli_options(cfg, prompts=prompts, model=model, pretrained=pretrained, out=out, benchmark=benchmark,
+                          root=root, split=split, fps=fps, max_videos=max_videos)
+        result = run_zeroshot_config(cfg)
+        out_dir = Path(cfg.out)
+        table = Table(title=f"zero-shot: {result['benchmark']} ({result['n_videos']} videos)")
+        table.add_column("task")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("chance", justify="right")
+        if "phase" in result:
+            p = result["phase"]
+            for key, label in (("video_accuracy", "accuracy (per video)"), ("video_f1", "macro-F1 (per video)"),
+                               ("pooled_accuracy", "accuracy (pooled)"), ("pooled_f1", "macro-F1 (pooled)")):
+                table.add_row("phase", label, f"{p[key]:.3f}", f"{p['chance']['random_' + key]:.3f}")
+        if "tools" in result:
+            t = result["tools"]
+            table.add_row("tools", "mAP", f"{t['mAP']:.3f}", f"{t['chance']['mAP']:.3f}")
+            table.add_row("tools", f"FPR @ {t['threshold']}", f"{t['fpr']:.3f}", "")
+        if "surgery_type" in result:
+            s = result["surgery_type"]
+            key = "accuracy" if "accuracy" in s else "top1_accuracy"
+            table.add_row("surgery type", key, f"{s[key]:.3f}", f"{s['chance']['uniform_accuracy']:.3f}")
+        if "retrieval" in result:
+            r = result["retrieval"]
+            table.add_row("retrieval", "text->video R@1", f"{r['text_to_video']['R@1']:.3f}", f"{r['chance_R@1']:.3f}")
+        Console().print(table)
+        Console().print(f"report: {out_dir / 'report.md'}")
