@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
                                                                               "demo preset = configs/synth_demo.yaml)."),
         stages: str | None = typer.Option(None, "--stages", help="Comma-separated stage names to run (default: all)."),
         workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: the config's)."),
+        pipeline_videos: int = typer.Option(12, "--pipeline-videos", help="Videos the ASR pipeline stage transcribes."),
         overrides: list[str] = typer.Argument(None, help="Dotted overrides of the synth config, e.g. n_silent=10"),
     ) -> None:
         """Generate the demo dataset, run every stage, and write report.md, counts.json and figures into --out."""
@@ -23,5 +24,6 @@ def register(app: typer.Typer) -> None:
         from ..demo import run_demo
 
         report = run_demo(out, synth_config=synth_config, overrides=overrides or [],
-                          stages=[s.strip() for s in stages.split(",")] if stages else None, workers=workers)
+                          stages=[s.strip() for s in stages.split(",")] if stages else None, workers=workers,
+                          pipeline_videos=pipeline_videos)
         Console().print(f"report: {report}")

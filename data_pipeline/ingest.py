@@ -1,0 +1,168 @@
+"""Stage 1: find the input videos and probe each one with PyAV.
+
+Inputs are a folder of videos or a CSV list (``path`` plus optional ``video_id``,
+``title``, ``description``, ``captions``; paths relative to the CSV's folder), such
+as the synthetic set's ``metadata.csv``. :func:`probe_video` reads the container and
+demuxes every packet (no decoding, so it is cheap) to catch empty, corrupt and
+truncated files; a bad file raises :class:`InputError`, which the run turns into a
+``quarantine.parquet`` row before carrying on with the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+
+from .config import InputConfig
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+# A video whose packets stop this much before the declared duration is truncated.
+TRUNCATION_TOLERANCE_S = 1.0
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class VideoInput:
+    video_id: str
+    path: str  # absolute
+    title: str = ""
+    description: str = ""
+    captions: str = ""  # absolute path of a caption file named in the list, or ""
+
+
+@dataclass
+class Probe:
+    sha256: str
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    has_audio: bool
+    n_video_packets: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def safe_video_id(name: str) -> str:
+    return _ID_UNSAFE.sub("_", name).strip("_") or "video"
+
+
+def list_inputs(cfg: InputConfig) -> tuple[list[VideoInput], list[dict]]:
+    """The videos to process and the quarantine rows for list entries that cannot be used."""
+    if not cfg.videos:
+        raise InputError("input.videos is empty; set it to a folder of videos or a CSV list")
+    src = Path(cfg.videos)
+    if src.is_dir():
+        exts = {e.lower() for e in cfg.extensions}
+        paths = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+        videos, quarantine, seen = [], [], set()
+        for p in paths:
+            vid = safe_video_id(p.stem)
+            if vid in seen:
+                quarantine.append({"path": str(p), "stage": "ingest", "error": f"{p}: video id {vid!r} is used by another file"})
+                continue
+            seen.add(vid)
+            videos.append(VideoInput(vid, str(p.resolve())))
+        return videos, quarantine
+    if src.is_file() and src.suffix.lower() == ".csv":
+        return _read_list(src)
+    raise InputError(f"input.videos = {src}: not a folder or a .csv list (does it exist?)")
+
+
+def _read_list(csv_path: Path) -> tuple[list[VideoInput], list[dict]]:
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{csv_path}: not UTF-8 (invalid byte at offset {e.start}); re-encode the list") from None
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or "path" not in reader.fieldnames:
+        raise InputError(f"{csv_path}: line 1: a video list needs a 'path' column, got {reader.fieldnames}")
+    videos, quarantine, seen = [], [], set()
+    for row in reader:
+        line = reader.line_num
+        rel = (row.get("path") or "").strip()
+        if not rel:
+            quarantine.append({"path": str(csv_path), "stage": "ingest", "error": f"{csv_path}: line {line}: empty path"})
+            continue
+        path = (csv_path.parent / rel).resolve()
+        vid = safe_video_id((row.get("video_id") or "").strip() or Path(rel).stem)
+        if not path.is_file():
+            quarantine.append({
+                "path": str(path), "stage": "ingest",
+                "error": f"{csv_path}: line {line}: listed video {rel!r} not found at {path}; fix the path or remove the row",
+            })
+            continue
+        if vid in seen:
+            quarantine.append({
+                "path": str(path), "stage": "ingest",
+                "error": f"{csv_path}: line {line}: video_id {vid!r} is listed twice; ids must be unique",
+            })
+            continue
+        seen.add(vid)
+        caps = (row.get("captions") or "").strip()
+        videos.append(VideoInput(
+            vid, str(path), (row.get("title") or "").strip(), (row.get("description") or "").strip(),
+            str((csv_path.parent / caps).resolve()) if caps else "",
+        ))
+    return videos, quarantine
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def probe_video(path: str | Path) -> Probe:
+    """Duration, fps, size, audio presence and sha256; raises InputError for unusable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes); re-copy or re-export the video")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(f"{path}: not a readable video container ({e}); the file is corrupt or truncated") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream (an audio-only file?)")
+        vs = container.streams.video[0]
+        has_audio = bool(container.streams.audio)
+        fps = float(vs.average_rate) if vs.average_rate else 0.0
+        declared = container.duration / 1e6 if container.duration else None
+        last_t, n = 0.0, 0
+        try:
+            for packet in container.demux(vs):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                n += 1
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                last_t = max(last_t, end)
+        except av.error.FFmpegError as e:
+            raise InputError(f"{path}: demuxing failed after {n} video packets ({e}); the file is truncated or corrupt") from None
+        if n == 0:
+            raise InputError(f"{path}: the video stream holds no frames")
+        start = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
+        video_end = last_t - start
+        if declared is not None and video_end < declared - TRUNCATION_TOLERANCE_S and video_end < 0.9 * declared:
+            raise InputError(
+                f"{path}: truncated: video packets end at {video_end:.2f} s but the container declares {declared:.2f} s"
+            )
+        # Past the truncation check the container's duration is trustworthy (it also covers audio).
+        duration = declared if declared else video_end
+        width, height = vs.codec_context.width, vs.codec_context.height
+    if not fps:
+        fps = n / duration if duration else 0.0
+    return Probe(sha256_file(path), float(duration), fps, int(width), int(height), has_audio, n)

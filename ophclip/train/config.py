@@ -1,0 +1,146 @@
+"""Typed pretraining config: ``configs/pretrain_*.yaml`` maps onto :class:`PretrainConfig`.
+
+    cfg = load_config(PretrainConfig, "configs/pretrain_tiny.yaml", ["train.lr=3e-4"])
+    validate(cfg)
+
+The dataclasses hold data only. :func:`validate` checks the values that the type system
+cannot (positive sizes, divisibility of batches across ranks and accumulation steps) and
+names the offending key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ConfigError, ModelError
+from ..loss import LossCfg
+from ..transforms import AugmentationCfg
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("clip", "video")
+
+
+@dataclass
+class ModelSection:
+    name: str = "OphCLIP-tiny-MiniLM"
+    # None (random init / the model config's own defaults), a save_pretrained folder, or "openai".
+    pretrained: str | None = None
+    # A JSON model config to register first (its file stem becomes a model name), for
+    # architectures that are not shipped in ophclip/model_configs/.
+    config_file: str | None = None
+    # Freeze the text tower (None: the model config decides). A frozen tower's embedding of
+    # every unique sentence is computed once and cached: a step then costs only the vision tower.
+    freeze_text: bool | None = None
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class DataSection:
+    root: str = ""  # dataset root written by the pipeline (videos/clips/video_texts parquet + frames/)
+    clip_frames: int = 4
+    # A window of this many seconds (uniform in [min, max]) is drawn inside each clip.
+    clip_window_s: tuple[float, float] = (3.0, 5.0)
+    video_frames: int = 16
+    clip_text: Literal["text", "narration"] = "text"
+    video_text: Literal["summary_text", "title"] = "summary_text"
+    # Video level: how many of a video's narration sentences are averaged into its
+    # "mean narration" target (a random subset per sample when there are more).
+    max_narrations_per_video: int = 8
+    augment: bool = True  # false: train on preprocess_eval (no augmentation at all)
+    augmentation: AugmentationCfg = field(default_factory=AugmentationCfg)
+    num_workers: int = 0
+    # Videos whose videos.parquet `split` (when the column exists) is listed here are held
+    # out of training at both levels, e.g. the synthetic dataset's evaluation videos.
+    exclude_splits: list[str] = field(default_factory=lambda: ["eval"])
+
+
+@dataclass
+class TrainSection:
+    output_dir: str = "runs/pretrain"
+    seed: int = 0
+    steps: int = 1000  # optimizer steps, both levels together
+    # Global batch sizes (over all ranks), so a run's data order does not depend on the world size.
+    clip_batch_size: int = 64
+    video_batch_size: int = 8
+    # One video-level step after every N clip-level steps; 0 trains the clip level only.
+    video_every: int = 4
+    # Split each rank's batch into this many micro-batches; features are cached and
+    # recomputed (open_clip's --accum-freq), so the gradient equals the full batch's.
+    accum_freq: int = 1
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip_norm: float | None = None
+    # auto: bf16 autocast on a GPU that supports it, fp16 + GradScaler on older GPUs, fp32 on CPU.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"  # auto | cpu | cuda
+    save_every: int = 100  # steps between checkpoints (latest.pt, and best.pt when it improves)
+
+
+@dataclass
+class LogSection:
+    every: int = 10  # steps between log lines
+    tensorboard: bool = True
+    jsonl: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    # ophclip.loss.LossCfg: term weights, repeated-text handling, retrieval mode, local_loss.
+    loss: LossCfg = field(default_factory=LossCfg)
+    log: LogSection = field(default_factory=LogSection)
+
+
+def validate(cfg: PretrainConfig, world_size: int = 1) -> None:
+    """Raise :class:`ConfigError` naming the key whose value cannot work."""
+    d, t = cfg.data, cfg.train
+    positive = {
+        "data.clip_frames": d.clip_frames,
+        "data.video_frames": d.video_frames,
+        "data.max_narrations_per_video": d.max_narrations_per_video,
+        "train.steps": t.steps,
+        "train.clip_batch_size": t.clip_batch_size,
+        "train.video_batch_size": t.video_batch_size,
+        "train.accum_freq": t.accum_freq,
+        "train.save_every": t.save_every,
+        "log.every": cfg.log.every,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} = {value}; it must be at least 1")
+    if not d.root:
+        raise ConfigError("data.root is empty; set it to a dataset root, e.g. data.root=out/dataset")
+    lo, hi = d.clip_window_s
+    if not 0 < lo <= hi:
+        raise ConfigError(f"data.clip_window_s = [{lo}, {hi}]; expected 0 < min <= max seconds")
+    if t.video_every < 0:
+        raise ConfigError(f"train.video_every = {t.video_every}; use 0 (clip level only) or N >= 1")
+    if t.lr <= 0 or not 0 <= t.min_lr_ratio <= 1 or t.warmup_steps < 0:
+        raise ConfigError("train.lr must be > 0, train.min_lr_ratio in [0, 1] and train.warmup_steps >= 0")
+    if d.num_workers < 0:
+        raise ConfigError(f"data.num_workers = {d.num_workers}; it must be >= 0")
+    for level in LEVELS:
+        key = f"train.{level}_batch_size"
+        size = getattr(t, f"{level}_batch_size")
+        if size % (world_size * t.accum_freq):
+            raise ConfigError(
+                f"{key} = {size} is a global batch; it must divide evenly by world size x train.accum_freq "
+                f"= {world_size} x {t.accum_freq}"
+            )
+    try:
+        cfg.loss.validate()
+    except ModelError as e:
+        raise ConfigError(str(e)) from None
+    weights = ("clip_weight", "video_title_weight", "video_narration_weight", "retrieval_weight")
+    for name in weights:
+        if getattr(cfg.loss, name) < 0:
+            raise ConfigError(f"loss.{name} = {getattr(cfg.loss, name)}; loss weights must be >= 0")
