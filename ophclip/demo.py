@@ -35,6 +35,7 @@ class DemoContext:
     overrides: Sequence[str] = ()  # dotted overrides of the synth config
     workers: int | None = None  # None keeps the config's
     pipeline_videos: int = 12  # videos the pipeline stage transcribes (ASR is the slow part of the demo)
+    pretrain_overrides: Sequence[str] = ()  # dotted overrides of configs/pretrain_demo.yaml
     results: dict[str, dict] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
 
@@ -224,6 +225,81 @@ def pipeline_stage(ctx: DemoContext) -> str:
             f"| ASR throughput | {m['asr_audio_s_per_wall_s']:.2f} audio-s per wall-s |")
 
 
+def pretrain_stage(ctx: DemoContext) -> str:
+    """Pretrain OphCLIP-tiny-MiniLM on the ground-truth root (clip and video levels); plot the loss curve."""
+    from .train import PretrainConfig, pretrain
+    from .train.logs import loss_curve
+
+    run_dir = ctx.out_dir / "pretrain"
+    cfg = load_config(PretrainConfig, _packaged_config("pretrain_demo.yaml"),
+                      [f"data.root={ctx.root_dir}", f"train.output_dir={run_dir}", *ctx.pretrain_overrides])
+    summary = pretrain(cfg)
+    png = loss_curve(run_dir / "log.jsonl", ctx.out_dir / "loss_curve.png", title="demo pretraining loss")
+    ctx.results["pretrain"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, dict, list))}
+    ctx.results["pretrain"]["model_dir"] = str(run_dir / "final")  # the distill stage's teacher
+    first, last = _first_last_losses(run_dir / "log.jsonl")
+    rows = "\n".join(f"| {level} | {first[level]:.3f} | {last[level]:.3f} |" for level in sorted(first) if level in last)
+    return (f"`ophclip pretrain configs/pretrain_demo.yaml` on `{ctx.root_dir.name}/` (held-out videos excluded): "
+            f"{cfg.train.steps} steps of {cfg.model.name} at {summary['samples_per_s']:.1f} samples/s; "
+            f"model saved to `{run_dir.name}/final/`.\n\n| level | loss, first 3 logged | loss, last 3 logged |\n"
+            f"|---|---|---|\n{rows}\n\n![loss curve]({png.name})")
+
+
+def zeroshot_stage(ctx: DemoContext) -> str:
+    """Zero-shot phase, tool and surgery-type recognition on the held-out videos: trained vs random init."""
+    from benchmarks.run import run_zeroshot_config
+
+    from .evaluate import BenchmarkConfig, ModelRef, ZeroShotConfig
+
+    rows = []
+    for label, model_name in (("demo-trained", str(ctx.out_dir / "pretrain" / "final")),
+                              ("random init", "OphCLIP-tiny-MiniLM")):
+        out = ctx.out_dir / ("zeroshot" if label == "demo-trained" else "zeroshot_random_init")
+        cfg = ZeroShotConfig(benchmark=BenchmarkConfig(name="synthetic", root=str(ctx.synth_dir)),
+                             model=ModelRef(name=model_name), out=str(out))
+        cfg.eval.seed = 0
+        r = run_zeroshot_config(cfg, progress=False)
+        ctx.results[f"zeroshot_{label.replace(' ', '_').replace('-', '_')}"] = r
+        p, c = r["phase"], r["phase"]["chance"]
+        rows.append(f"| {label} | **{p['video_accuracy']:.3f}** | {p['video_f1']:.3f} | {p['pooled_accuracy']:.3f} "
+                    f"| {r['tools']['mAP']:.3f} | {r['surgery_type']['accuracy']:.3f} | {r['retrieval']['text_to_video']['R@5']:.3f} |")
+    rows.append(f"| chance (uniform / random guess) | {c['uniform_accuracy']:.3f} | {c['random_video_f1']:.3f} "
+                f"| {c['random_pooled_accuracy']:.3f} | {r['tools']['chance']['mAP']:.3f} "
+                f"| {r['surgery_type']['chance']['uniform_accuracy']:.3f} | {min(1.0, 5 / max(r['retrieval']['n_pairs'], 1)):.3f} |")
+    return (f"`ophclip zeroshot configs/eval_synthetic.yaml` on the {r['n_videos']} held-out videos "
+            f"({r['n_frames']} frames at {r['eval_fps']} fps), prompts `benchmarks/prompts/synthetic.yaml`:\n\n"
+            "| model | phase acc. (mean over videos) | phase macro-F1 | phase acc. (pooled) | tool mAP "
+            "| surgery-type acc. | text->video R@5 |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+            "\n\nPhase ribbons: `zeroshot/ribbons/`; confusion matrix:\n\n![confusion](zeroshot/confusion_matrix.png)")
+
+
+def _lazy(module: str, name: str) -> Callable[[DemoContext], str]:
+    """Import a stage's module only when it runs, so `ophclip demo --stages synth` stays light."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def _packaged_config(name: str) -> Path:
+    """A YAML from the repo's configs/ (the demo runs from a checkout; `make demo`)."""
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: `ophclip demo` runs from a source checkout (git clone, then make demo)")
+    return path
+
+
+def _first_last_losses(log_path: Path) -> tuple[dict[str, float], dict[str, float]]:
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    by_level: dict[str, list[float]] = {}
+    for rec in records:
+        for key, value in rec.items():
+            if key.startswith("loss/") and key.count("/") == 1 and isinstance(value, (int, float)):
+                by_level.setdefault(key[5:], []).append(float(value))
+    first = {k: sum(v[:3]) / len(v[:3]) for k, v in by_level.items() if v}
+    last = {k: sum(v[-3:]) / len(v[-3:]) for k, v in by_level.items() if v}
+    return first, last
+
+
 def _pipeline_subset(synth_dir: Path, out_csv: Path, n: int) -> Path:
     """The first n/2 narrated and n/2 silent pretraining videos, so ASR fits the demo's time budget."""
     meta = pd.read_csv(synth_dir / "metadata.csv", dtype={"video_id": str})
@@ -239,19 +315,24 @@ STAGES: list[Stage] = [
     Stage("ground_truth_root", "Dataset root from the ground truth", ground_truth_root_stage),
     Stage("phase_baseline", "How hard are the phases? (raw-pixel baseline)", phase_baseline_stage),
     Stage("pipeline", "Data pipeline: ASR, denoising, clips (scored against the script)", pipeline_stage),
+    Stage("pretrain", "Hierarchical pretraining (clip and video levels)", pretrain_stage),
+    Stage("zeroshot", "Zero-shot evaluation on the held-out videos", zeroshot_stage),
+    Stage("distill", "Real-time student (distillation)", lambda ctx: _lazy("ophclip.distill", "demo_distill_stage")(ctx, ("train.steps=100",))),
+    Stage("stream", "Streaming phase recognition", lambda ctx: _lazy("ophclip.stream", "demo_stream_stage")(ctx)),
 ]
 
 
 # ---- orchestration ---------------------------------------------------------------------------------
 def run_demo(out_dir: str | Path, synth_config: str | Path | None = None, overrides: Sequence[str] = (),
-             stages: Sequence[str] | None = None, workers: int | None = None, pipeline_videos: int = 12) -> Path:
+             stages: Sequence[str] | None = None, workers: int | None = None, pipeline_videos: int = 12,
+             pretrain_overrides: Sequence[str] = ()) -> Path:
     """Run the demo stages in order (all, or the named ones) and return the path of ``report.md``."""
     known = [s.name for s in STAGES]
     unknown = [s for s in (stages or []) if s not in known]
     if unknown:
         raise ConfigError(f"unknown demo stage {unknown[0]!r}; stages are: {', '.join(known)}")
     ctx = DemoContext(Path(out_dir), Path(synth_config) if synth_config else None, tuple(overrides), workers,
-                      pipeline_videos=pipeline_videos)
+                      pipeline_videos=pipeline_videos, pretrain_overrides=tuple(pretrain_overrides))
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()

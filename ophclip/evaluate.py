@@ -36,6 +36,7 @@ import torch
 from . import metrics as M
 from . import plots
 from .errors import ConfigError, DataError
+from .probe import ProbeOptions
 from .prompts import PromptSet, select_prompts
 from .zero_shot import (
     build_negative_classifier,
@@ -112,6 +113,20 @@ class ZeroShotConfig:
     out: str = "runs/zeroshot"
     retrieval: bool = True  # video <-> title retrieval where the benchmark has titles (synthetic)
     eval: EvalOptions = field(default_factory=EvalOptions)
+
+
+@dataclass
+class ProbeConfig:
+    """``ophclip probe``: configs/eval_probe_*.yaml."""
+
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    model: ModelRef = field(default_factory=ModelRef)
+    train_split: str | None = None  # None: random by-video split of the benchmark.split videos
+    test_fraction: float = 0.3
+    split_seed: int = 0
+    out: str = "runs/probe"
+    eval: EvalOptions = field(default_factory=EvalOptions)
+    probe: ProbeOptions = field(default_factory=ProbeOptions)
 
 
 @dataclass

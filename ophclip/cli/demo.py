@@ -16,6 +16,8 @@ def register(app: typer.Typer) -> None:
         stages: str | None = typer.Option(None, "--stages", help="Comma-separated stage names to run (default: all)."),
         workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: the config's)."),
         pipeline_videos: int = typer.Option(12, "--pipeline-videos", help="Videos the ASR pipeline stage transcribes."),
+        pretrain_override: list[str] = typer.Option(None, "--pretrain", help="Override of configs/pretrain_demo.yaml, "
+                                                                            "e.g. --pretrain train.steps=300 (repeatable)."),
         overrides: list[str] = typer.Argument(None, help="Dotted overrides of the synth config, e.g. n_silent=10"),
     ) -> None:
         """Generate the demo dataset, run every stage, and write report.md, counts.json and figures into --out."""
@@ -25,5 +27,5 @@ def register(app: typer.Typer) -> None:
 
         report = run_demo(out, synth_config=synth_config, overrides=overrides or [],
                           stages=[s.strip() for s in stages.split(",")] if stages else None, workers=workers,
-                          pipeline_videos=pipeline_videos)
+                          pipeline_videos=pipeline_videos, pretrain_overrides=pretrain_override or [])
         Console().print(f"report: {report}")

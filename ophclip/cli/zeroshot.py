@@ -39,62 +39,6 @@ def apply_cli_options(cfg, **options) -> None:
         cfg.eval.max_videos = options["max_videos"]
 
 
-def load_model(ref):
-    """(model, preprocess_eval, tokenizer) on the configured device."""
-    import ophclip
-    from ophclip.evaluate import resolve_device
-
-    model, _, preprocess = ophclip.create_model_and_transforms(ref.name, pretrained=ref.pretrained,
-                                                              device=resolve_device(ref.device))
-    tokenizer = ophclip.get_tokenizer(ref.name)
-    return model, preprocess, tokenizer
-
-
-def write_run_record(out: Path, cfg, counts: dict) -> None:
-    """``config.yaml`` (resolved) and ``run.json`` (versions, seed, model, counts) beside the results."""
-    import importlib.metadata
-    import platform
-
-    from data_pipeline._io import atomic_write_json
-
-    from ..config import save_config, to_dict
-
-    save_config(cfg, out / "config.yaml")
-    versions = {"python": platform.python_version()}
-    for dist in ("ophclip", "torch", "open_clip_torch", "transformers", "scikit-learn", "av"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    atomic_write_json(out / "run.json", {"config": to_dict(cfg), "versions": versions, "counts": counts})
-
-
-def run_zeroshot_config(cfg, progress: bool = True) -> dict:
-    """Everything `ophclip zeroshot` does after parsing: load, evaluate, write; returns the metrics.
-
-    ``ophclip demo`` calls this with a :class:`~ophclip.evaluate.ZeroShotConfig` for the
-    held-out synthetic videos.
-    """
-    from benchmarks.adapters.loader import load_benchmark, resolve_prompt_file
-
-    from ..evaluate import run_zero_shot
-    from ..prompts import load_prompt_file
-
-    cfg.prompts = str(resolve_prompt_file(cfg.prompts))
-    # Validate the prompt file before loading any model, so a typo costs no time.
-    load_prompt_file(cfg.prompts)
-    bench = load_benchmark(cfg.benchmark)
-    net, preprocess, tokenizer = load_model(cfg.model)
-    out_dir = Path(cfg.out)
-    result = run_zero_shot(net, preprocess, tokenizer, bench.source, cfg.prompts, out_dir, phases=bench.phases,
-                           tools=bench.tools, surgery=bench.surgery,
-                           retrieval_texts=bench.retrieval_texts if cfg.retrieval else None, opts=cfg.eval,
-                           progress=progress)
-    write_run_record(out_dir, cfg, {"videos": result["n_videos"], "frames": result["n_frames"],
-                                    "throughput_frames_per_s": result["throughput_frames_per_s"]})
-    return result
-
-
 def register(app: typer.Typer) -> None:
     from ._common import OVERRIDES_ARG
 
@@ -122,6 +66,8 @@ def register(app: typer.Typer) -> None:
         cfg = load_with_overrides(ZeroShotConfig, config, overrides)
         apply_cli_options(cfg, prompts=prompts, model=model, pretrained=pretrained, out=out, benchmark=benchmark,
                           root=root, split=split, fps=fps, max_videos=max_videos)
+        from benchmarks.run import run_zeroshot_config
+
         result = run_zeroshot_config(cfg)
         out_dir = Path(cfg.out)
         table = Table(title=f"zero-shot: {result['benchmark']} ({result['n_videos']} videos)")

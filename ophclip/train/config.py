@@ -35,6 +35,8 @@ class ModelSection:
     # every unique sentence is computed once and cached: a step then costs only the vision tower.
     freeze_text: bool | None = None
     grad_checkpointing: bool = False
+    # Start the vision tower from `ophclip ssl` output (its vision/ folder) or a save_pretrained folder.
+    init_vision_from: str | None = None
 
 
 @dataclass

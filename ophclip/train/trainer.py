@@ -92,6 +92,10 @@ def build_components(cfg: PretrainConfig) -> Components:
         augmentation=cfg.data.augmentation,
         text_frozen=cfg.model.freeze_text,
     )
+    if cfg.model.init_vision_from:
+        from ..ssl import load_vision_init
+
+        load_vision_init(model, cfg.model.init_vision_from)
     return Components(model, ophclip.get_tokenizer(cfg.model.name), pre_train, pre_eval)
 
 

@@ -73,8 +73,9 @@ def test_probe_command_on_the_synthetic_set(synth_tiny_dir, tmp_path):
 
     import pandas as pd
 
-    from ophclip.cli.probe import ProbeConfig, run_probe
+    from benchmarks.run import run_probe
     from ophclip.config import load_config
+    from ophclip.evaluate import ProbeConfig
 
     cfg = load_config(ProbeConfig, "configs/eval_probe_synthetic.yaml",
                       [f"benchmark.root={synth_tiny_dir}", f"out={tmp_path}", "eval.fps=0.5", "probe.seeds=[0, 1]"])

@@ -1,0 +1,59 @@
+"""`ophclip distill`: distil a teacher checkpoint into a small real-time student.
+
+    ophclip distill configs/distill_tiny.yaml data.root=out/dataset teacher.name=runs/pretrain/final
+    ophclip distill configs/distill_vit_tiny.yaml data.root=out/dataset train.steps=5000
+
+The student folder (``<train.output_dir>/student``) loads like any model
+(``ophclip.create_model_and_transforms(folder)``) and streams with ``ophclip stream``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+
+def run_distill_config(cfg, progress: bool = True):
+    """Everything `ophclip distill` does after parsing (also used by ``ophclip demo``)."""
+    from ..distill import distill
+
+    if cfg.data.prompts:
+        from benchmarks.adapters.loader import resolve_prompt_file
+
+        cfg.data.prompts = str(resolve_prompt_file(cfg.data.prompts))
+    return distill(cfg, progress=progress)
+
+
+def register(app: typer.Typer) -> None:
+    from ._common import CONFIG_ARG, OVERRIDES_ARG
+
+    @app.command()
+    def distill(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
+        """Distil a teacher into a small student vision tower that keeps the teacher's text side (zero-shot prompts)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..distill import DistillConfig
+        from ._common import load_with_overrides
+
+        cfg = load_with_overrides(DistillConfig, config, overrides)
+        result = run_distill_config(cfg)
+        params = result.counts["parameters"]
+        table = Table(title=f"distilled {cfg.student.name} from {cfg.teacher.pretrained or cfg.teacher.name}")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_row("vision parameters (student / teacher)",
+                      f"{params['student']['vision']:,} / {params['teacher']['vision']:,}")
+        table.add_row("vision compression", f"{result.counts['vision_compression']:.1f}x")
+        table.add_row("loss (first -> last step)", f"{result.counts['first_loss']:.4f} -> {result.counts['final_loss']:.4f}")
+        for key, value in result.agreement.items():
+            if isinstance(value, float):
+                table.add_row(f"agreement: {key}", f"{value:.4f}")
+        table.add_row("agreement measured on", str(result.agreement["measured_on"]))
+        table.add_row("time", f"{result.seconds:.1f} s")
+        Console().print(table)
+        Console().print(f"student: {result.student_dir}")
