@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import ConfigError
+from ..train.config import LogSection
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +128,6 @@ class MonitorSection:
 
 
 @dataclass
-class SSLLogSection:
-    every: int = 10
-    tensorboard: bool = True
-    jsonl: bool = True
-
-
-@dataclass
 class SSLConfig:
     model: SSLModelSection = field(default_factory=SSLModelSection)
     data: SSLDataSection = field(default_factory=SSLDataSection)
@@ -141,7 +135,7 @@ class SSLConfig:
     loss: SSLLossSection = field(default_factory=SSLLossSection)
     train: SSLTrainSection = field(default_factory=SSLTrainSection)
     monitor: MonitorSection = field(default_factory=MonitorSection)
-    log: SSLLogSection = field(default_factory=SSLLogSection)
+    log: LogSection = field(default_factory=LogSection)  # the same logging section as pretraining
 
 
 def _check_range(key: str, pair: tuple[float, float], lo: float, hi: float | None = None) -> None:
