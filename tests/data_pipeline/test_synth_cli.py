@@ -61,16 +61,20 @@ def test_synth_command_reports_a_bad_key_in_one_line(tmp_path, monkeypatch, caps
     assert not (tmp_path / "x" / "metadata.csv").exists()
 
 
-def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
-    report = run_demo(tmp_path, overrides=SMALL)
+# The model stages (pretrain, zeroshot, distill, stream) have their own tests; here the data stages run.
+DATA_STAGES = ["synth", "ground_truth_root", "phase_baseline"]
+
+
+def test_demo_runs_the_data_stages_and_writes_the_report(tmp_path):
+    report = run_demo(tmp_path, overrides=SMALL, stages=DATA_STAGES)
     text = report.read_text()
     for stage in STAGES:
-        assert f"## {stage.title}" in text
+        assert (f"## {stage.title}" in text) == (stage.name in DATA_STAGES)
     counts = json.loads((tmp_path / "counts.json").read_text())
     synth = json.loads((tmp_path / "synth" / "synth.json").read_text())
     assert counts["synth"]["counts"]["frames"] == synth["counts"]["frames"]
     assert f"{synth['counts']['frames']:,} frames" in text
-    assert set(counts["timings_s"]) == {s.name for s in STAGES}
+    assert set(counts["timings_s"]) == set(DATA_STAGES)
     assert 0.0 <= counts["phase_baseline"]["accuracy"] <= 1.0
     for png in ("contact_sheet.png", "phase_timeline.png"):
         assert (tmp_path / png).stat().st_size > 1000 and f"]({png})" in text
