@@ -17,6 +17,7 @@ from typing import Literal
 from ..errors import ConfigError, ModelError
 from ..loss import LossCfg
 from ..transforms import AugmentationCfg
+from .memory import MemoryCfg
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class PretrainConfig:
     train: TrainSection = field(default_factory=TrainSection)
     # ophclip.loss.LossCfg: term weights, repeated-text handling, retrieval mode, local_loss.
     loss: LossCfg = field(default_factory=LossCfg)
+    # ophclip.train.memory.MemoryCfg: the silent-video memory bank, used when
+    # loss.retrieval_mode is not "off" and loss.retrieval_weight > 0.
+    memory: MemoryCfg = field(default_factory=MemoryCfg)
     log: LogSection = field(default_factory=LogSection)
 
 
@@ -142,6 +146,7 @@ def validate(cfg: PretrainConfig, world_size: int = 1) -> None:
         cfg.loss.validate()
     except ModelError as e:
         raise ConfigError(str(e)) from None
+    cfg.memory.validate()
     weights = ("clip_weight", "video_title_weight", "video_narration_weight", "retrieval_weight")
     for name in weights:
         if getattr(cfg.loss, name) < 0:

@@ -162,14 +162,27 @@ class EmaEncoder:
     def __init__(self, model: nn.Module, momentum: float):
         self.momentum = momentum
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._pairs = [
-            (ema_p, p)
-            for (_, ema_p), (_, p) in zip(
+        self._named = {
+            name: (ema_p, p)
+            for (name, ema_p), (_, p) in zip(
                 self.model.named_parameters(), model.named_parameters(), strict=True
             )
             if p.requires_grad
-        ]
+        }
+        self._pairs = list(self._named.values())
         self._buffers = list(zip(self.model.buffers(), model.buffers(), strict=True))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The averaged parameters only: the rest (a frozen tower, buffers) equals the model's."""
+        return {name: ema_p.detach().clone() for name, (ema_p, _) in self._named.items()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = sorted(set(self._named) - set(state))
+        if missing:
+            raise DataError(f"the EMA encoder state lacks {len(missing)} parameter(s), e.g. {missing[0]!r}")
+        for name, (ema_p, _) in self._named.items():
+            ema_p.copy_(state[name])
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -267,6 +280,18 @@ class SilentPoolBank:
         """Re-encode the whole pool (sharded over ranks), build a new bank, swap it in."""
         t0 = time.perf_counter()
         ids, emb = self._encode_sharded(encoder, np.arange(len(self.pool)), progress=self.progress)
+        bank = self._install(ids, emb)
+        self._last_full = step
+        elapsed = time.perf_counter() - t0
+        self.stats["full_refreshes"] += 1
+        self.stats["encode_s"] += elapsed
+        logger.info(
+            "memory bank: full refresh at step %d, %d silent videos in %.1f s", step, len(bank), elapsed
+        )
+        return bank
+
+    def _install(self, ids: list[str], emb: torch.Tensor | np.ndarray) -> MemoryBank:
+        """Build a bank of ``ids``/``emb`` and swap it in atomically."""
         # On a GPU machine faiss searches on this rank's own GPU (not sharded over all of them:
         # every rank holds a whole bank). Without faiss GPU support the bank stays on the CPU.
         device = self.dist.device
@@ -276,14 +301,40 @@ class SilentPoolBank:
         )
         bank.add(ids, emb)
         self.holder.swap(bank)
-        self._last_full = step
-        elapsed = time.perf_counter() - t0
-        self.stats["full_refreshes"] += 1
-        self.stats["encode_s"] += elapsed
-        logger.info(
-            "memory bank: full refresh at step %d, %d silent videos in %.1f s", step, len(bank), elapsed
-        )
         return bank
+
+    # -- checkpoint state -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What an exact resume needs: the bank's entries as they are (stale ones included),
+        the refresh schedule's position and the EMA encoder. Tensors, strings and numbers only,
+        so the checkpoint still loads with ``weights_only=True``."""
+        bank = self.holder.bank
+        ids = bank.ids if bank is not None else []
+        return {
+            "ids": ids,
+            "vectors": torch.from_numpy(bank.get_vectors(ids)) if bank is not None else torch.empty(0),
+            "last_full": self._last_full,
+            "cursor": self._cursor,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "stats": dict(self.stats),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
+        """Restore :meth:`state_dict`; ``model`` is the (already restored) training model the EMA copies."""
+        if state["ids"]:
+            unknown = [v for v in state["ids"] if v not in self._index_of]
+            if unknown:
+                raise DataError(
+                    f"the checkpoint's memory bank holds {len(unknown)} video(s) that are not in this run's silent "
+                    f"pool (e.g. {unknown[0]!r}); resume on the same dataset root, or start a fresh run"
+                )
+            self._install(list(state["ids"]), state["vectors"].float().cpu())
+        self._last_full = state["last_full"]
+        self._cursor = int(state["cursor"])
+        if state["ema"] is not None:
+            self.ema = EmaEncoder(model, self.cfg.ema_momentum)
+            self.ema.load_state_dict(state["ema"])
+        self.stats.update(state["stats"])
 
     def _incremental_refresh(self, encoder: nn.Module) -> None:
         n = len(self.pool)

@@ -47,6 +47,7 @@ from .config import LEVELS, PretrainConfig, validate
 from .data import LevelBatchSampler, Levels, collate, load_levels
 from .distributed import DistInfo, all_reduce_mean, barrier, gather_objects, init_distributed, shutdown
 from .hooks import NoRetrieval, RetrievalHook
+from .memory import SilentPoolBank
 from .logs import RunLogger
 from .schedule import CLIP, VIDEO, LevelSchedule, make_lr_scheduler
 
@@ -272,9 +273,7 @@ class Trainer:
         # Identical sentences share an id, so the loss can treat repeats as it is told (loss.repeated_text).
         self._text_ids = {t: i for i, t in enumerate(sorted(set(self.levels.clip.texts)))}
         self.loss_fn = loss or LevelLoss(HierarchicalLoss(cfg.loss, rank=self.dist.rank, world_size=self.dist.world_size))
-        if retrieval is None and cfg.loss.retrieval_mode != "off":
-            logger.warning("loss.retrieval_mode = %r but no retrieval hook is attached; the term is skipped", cfg.loss.retrieval_mode)
-        self.retrieval = retrieval or NoRetrieval()
+        self.retrieval = retrieval or self._default_retrieval()
         self._neighbour_gradient = cfg.loss.retrieval_mode == "soft_positive" and hasattr(
             self.retrieval, "neighbour_embeddings_with_grad"
         )
@@ -323,6 +322,21 @@ class Trainer:
         frozen = bool(getattr(self.model, "text_tower_is_frozen", False))
         if self.cfg.model.freeze_text and not frozen:
             raise ConfigError(f"model.freeze_text = true but the text tower of {self.cfg.model.name} still has trainable parameters")
+
+    def _default_retrieval(self) -> RetrievalHook:
+        """The memory bank of the dataset root's silent pool, as ``cfg.memory`` says, when retrieval is on."""
+        loss = self.cfg.loss
+        if loss.retrieval_mode == "off" or loss.retrieval_weight == 0 or self.cfg.train.video_every == 0:
+            return NoRetrieval()
+        return SilentPoolBank.from_dataset_root(
+            self.cfg.memory,
+            self.cfg.data.root,
+            n_frames=self.cfg.data.video_frames,
+            # Bank entries are encoded as evaluation sees videos: no augmentation.
+            transform=self.components.preprocess_eval,
+            dist=self.dist,
+            progress=self.dist.is_main,
+        )
 
     def _check_levels(self) -> None:
         root = Path(self.cfg.data.root)
@@ -640,6 +654,7 @@ class Trainer:
             "best_metric": self.best_metric,
             "world_size": self.dist.world_size,
             "config": to_dict(self.cfg),
+            **({"retrieval": self.retrieval.state_dict()} if hasattr(self.retrieval, "state_dict") else {}),
         }
 
     def save(self) -> Path | None:
@@ -673,6 +688,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if "retrieval" in state and hasattr(self.retrieval, "load_state_dict"):
+            self.retrieval.load_state_dict(state["retrieval"], self.model)
         self.step = int(state["step"])
         self.best_metric = float(state["best_metric"])
         for level in LEVELS:

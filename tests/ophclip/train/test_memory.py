@@ -363,3 +363,68 @@ def test_trainer_runs_with_the_bank_as_its_retrieval_hook(dataset_root, tiny_mod
         np.isfinite(r["loss/video/retrieval"]) and r["loss/video/retrieval"] > 0 for r in video_steps[1:]
     )
     assert hook.stats["full_refreshes"] == 1 and len(hook.bank) == 2  # the fixture's two silent videos
+
+
+def test_the_memory_config_section_builds_the_bank_and_resume_restores_it_exactly(dataset_root, tiny_model_config, tmp_path):
+    """No hook passed: ``memory:`` builds one. A run resumed mid-way holds the same (stale) bank,
+    EMA encoder and weights as an uninterrupted run, because the checkpoint carries them."""
+    from conftest import tiny_overrides
+
+    from ophclip.config import load_config
+    from ophclip.train import PretrainConfig, Trainer
+
+    def config(out: Path):
+        overrides = tiny_overrides(
+            dataset_root, tiny_model_config, out, **{"train.video_every": 1, "train.save_every": 100}
+        )
+        memory = ["memory.k=1", "memory.warmup_steps=1", "memory.encoder=ema", "memory.ema_momentum=0.5",
+                  "memory.refresh=incremental", "memory.incremental_slice=1", "memory.max_score=null"]
+        return load_config(
+            PretrainConfig, None, [*overrides, *memory, "loss.retrieval_mode=feature_aug", "loss.retrieval_weight=1.0"]
+        )
+
+    straight = Trainer(config(tmp_path / "straight"))
+    assert isinstance(straight.retrieval, SilentPoolBank) and straight.retrieval.cfg.encoder == "ema"
+    straight.fit(progress=False)
+
+    first = Trainer(config(tmp_path / "resumed"))
+    for _ in range(3):
+        first.train_step()
+    first.save()
+    resumed = Trainer(config(tmp_path / "resumed"), resume="latest")
+    assert resumed.step == 3 and resumed.retrieval.bank is not None  # restored, not re-encoded
+    resumed.fit(progress=False)
+
+    a, b = straight.retrieval, resumed.retrieval
+    assert a.stats["incremental_updates"] == b.stats["incremental_updates"] > 0
+    assert a.bank.ids == b.bank.ids
+    np.testing.assert_array_equal(a.bank.get_vectors(a.bank.ids), b.bank.get_vectors(b.bank.ids))
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    for name, value in a.ema.state_dict().items():
+        assert torch.equal(value, b.ema.state_dict()[name]), name
+
+
+def test_retrieval_off_builds_no_bank(dataset_root, tiny_model_config, tmp_path):
+    from conftest import tiny_overrides
+
+    from ophclip.config import load_config
+    from ophclip.train import PretrainConfig, Trainer
+    from ophclip.train.hooks import NoRetrieval
+
+    cfg = load_config(PretrainConfig, None, tiny_overrides(dataset_root, tiny_model_config, tmp_path / "run"))
+    assert cfg.loss.retrieval_mode == "off"
+    assert isinstance(Trainer(cfg).retrieval, NoRetrieval)
+
+
+def test_a_bad_memory_section_is_a_config_error_naming_the_key(dataset_root, tiny_model_config, tmp_path):
+    from conftest import tiny_overrides
+
+    from ophclip.config import load_config
+    from ophclip.errors import ConfigError
+    from ophclip.train import PretrainConfig
+    from ophclip.train.config import validate
+
+    cfg = load_config(PretrainConfig, None, [*tiny_overrides(dataset_root, tiny_model_config, tmp_path), "memory.index=annoy"])
+    with pytest.raises(ConfigError, match="memory.index = 'annoy'"):
+        validate(cfg)

@@ -89,7 +89,8 @@ def test_accumulation_with_cached_features_equals_the_full_batch_gradient(datase
         assert loss_accum == pytest.approx(loss_full, abs=1e-6)
         assert grads_full.keys() == grads_accum.keys() and "logit_scale" in grads_full
         for name, grad in grads_full.items():
-            torch.testing.assert_close(grads_accum[name], grad, rtol=0, atol=1e-5, msg=f"{level} {name}")
+            # Relative too: summed in a different order, a float32 gradient of size ~30 moves by ~1e-5.
+            torch.testing.assert_close(grads_accum[name], grad, rtol=1e-5, atol=1e-5, msg=f"{level} {name}")
         full.optimizer.zero_grad(set_to_none=True)
         accum.optimizer.zero_grad(set_to_none=True)
 
