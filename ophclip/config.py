@@ -25,6 +25,15 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+@dataclasses.dataclass
+class LogSection:
+    """The ``log:`` section shared by every trainer's config (pretraining, SSL)."""
+
+    every: int = 10  # steps between log lines
+    tensorboard: bool = True
+    jsonl: bool = True
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Build ``cls`` from a YAML file (optional) and ``key.sub=value`` overrides."""
     data: dict[str, Any] = {}

@@ -5,28 +5,35 @@ summary = SSLTrainer(cfg).fit()                 # writes <output_dir>/vision/
 load_vision_init(model, "runs/ssl/vision")      # warm-start an OphCLIP model's vision tower
 """
 
-from .auxiliary import AuxiliarySSLLoss
-from .config import SSLConfig, validate
-from .export import load_vision_init, save_vision
-from .head import ClipEncoder, DINOHead
-from .loss import SSLLoss, teacher_temperature
-from .trainer import SSLCollapseError, SSLTrainer, run_ssl
-from .views import MultiCropVideoViews, collate_views, ssl_video_ids
+import importlib
+from typing import Any
 
-__all__ = [
-    "AuxiliarySSLLoss",
-    "ClipEncoder",
-    "DINOHead",
-    "MultiCropVideoViews",
-    "SSLCollapseError",
-    "SSLConfig",
-    "SSLLoss",
-    "SSLTrainer",
-    "collate_views",
-    "load_vision_init",
-    "run_ssl",
-    "save_vision",
-    "ssl_video_ids",
-    "teacher_temperature",
-    "validate",
-]
+# Names load on first use (PEP 562): ophclip.train.config reads the data-only sections of
+# .config, and an eager import of .trainer here would import ophclip.train mid-way through.
+_WHERE = {
+    "AuxiliarySSLLoss": "auxiliary",
+    "SilentPoolSSL": "auxiliary",
+    "ClipEncoder": "head",
+    "DINOHead": "head",
+    "MultiCropVideoViews": "views",
+    "SSLCollapseError": "trainer",
+    "SSLConfig": "config",
+    "SSLLoss": "loss",
+    "SSLTrainer": "trainer",
+    "collate_views": "views",
+    "load_vision_init": "export",
+    "run_ssl": "trainer",
+    "save_vision": "export",
+    "ssl_video_ids": "views",
+    "teacher_temperature": "loss",
+    "validate": "config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
+
+__all__ = sorted(_WHERE)

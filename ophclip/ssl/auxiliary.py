@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .config import HeadSection, SSLLossSection
 from .head import ClipEncoder, DINOHead
 from .loss import SSLLoss, teacher_temperature
@@ -77,3 +78,54 @@ class AuxiliarySSLLoss(nn.Module):
 
     def load_teacher_state(self, state: dict[str, torch.Tensor]) -> None:
         self.teacher.load_state_dict(state)
+
+
+class SilentPoolSSL:
+    """The pretraining trainer's side of the auxiliary loss: views of the silent pool, the loss, its state.
+
+    ``loss(tower, step)`` draws step ``step``'s views (a pure function of the seed and the
+    step, so a resumed run draws the same ones; this rank's share under DDP) and returns the
+    unweighted loss; ``after_step(tower, step)`` moves the EMA teacher.
+    """
+
+    def __init__(self, cfg: Any, root: str, tower: nn.Module, model_config: Any, total_steps: int,
+                 *, seed: int, exclude_splits: list[str], rank: int = 0, world_size: int = 1):
+        from data_pipeline.frame_cache import FrameCache
+
+        from ..train.data import LevelBatchSampler
+        from .views import MultiCropVideoViews, ssl_video_ids, view_transforms
+
+        if cfg.batch_size % world_size:
+            raise ConfigError(f"ssl_aux.batch_size = {cfg.batch_size} must divide by the world size {world_size}")
+        g_tf, l_tf = view_transforms(model_config.preprocess_cfg, cfg.views)
+        ids = ssl_video_ids(root, cfg.kinds, exclude_splits)
+        self.views = MultiCropVideoViews(ids, FrameCache(root), cfg.views, g_tf, l_tf)
+        # Its own seed, so the auxiliary clips do not follow the video level's order.
+        self.sampler = LevelBatchSampler(len(self.views), cfg.batch_size, seed=seed + 7919, level="video")
+        self.rank, self.world_size = rank, world_size
+        self.aux = AuxiliarySSLLoss(tower, model_config.embed_dim, total_steps, cfg.head, cfg.loss, cfg.teacher_momentum)
+
+    def parameters(self):
+        return self.aux.parameters()
+
+    def to(self, device: torch.device) -> SilentPoolSSL:
+        self.aux.to(device)
+        return self
+
+    def loss(self, tower: nn.Module, step: int) -> torch.Tensor:
+        from .views import collate_views
+
+        keys = self.sampler.global_batch_keys(step)
+        local = len(keys) // self.world_size
+        views = collate_views([self.views[k] for k in keys[self.rank * local : (self.rank + 1) * local]])
+        return self.aux(tower, views, step)
+
+    def after_step(self, tower: nn.Module, step: int) -> None:
+        self.aux.update_teacher(tower, step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.aux.state_dict(), "teacher": self.aux.teacher_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.aux.load_state_dict(state["module"])
+        self.aux.load_teacher_state(state["teacher"])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import ConfigError
-from ..train.config import LogSection
+from ..config import LogSection
 
 logger = logging.getLogger(__name__)
 

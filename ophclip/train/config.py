@@ -14,8 +14,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import LogSection
 from ..errors import ConfigError, ModelError
 from ..loss import LossCfg
+from ..ssl.config import HeadSection, SSLLossSection, ViewsSection
 from ..transforms import AugmentationCfg
 from .memory import MemoryCfg
 
@@ -87,10 +89,21 @@ class TrainSection:
 
 
 @dataclass
-class LogSection:
-    every: int = 10  # steps between log lines
-    tensorboard: bool = True
-    jsonl: bool = True
+class SSLAuxSection:
+    """An auxiliary self-supervised (DINO) loss on silent-pool clips during pretraining (OVFM's idea).
+
+    On every clip-level step, ``batch_size`` videos of kind ``kinds`` give multi-crop views
+    (``views``, as in ``ophclip ssl``); the model's own vision tower is the student, an EMA copy
+    the teacher, and ``weight * loss`` joins the step's contrastive loss. ``weight: 0`` is off.
+    """
+
+    weight: float = 0.0
+    batch_size: int = 8
+    kinds: list[str] = field(default_factory=lambda: ["silent"])
+    teacher_momentum: float = 0.996  # cosine from this to 1.0 over train.steps
+    views: ViewsSection = field(default_factory=lambda: ViewsSection(local_views=2))
+    head: HeadSection = field(default_factory=lambda: HeadSection(hidden_dim=256, out_dim=256))
+    loss: SSLLossSection = field(default_factory=SSLLossSection)
 
 
 @dataclass
@@ -103,6 +116,7 @@ class PretrainConfig:
     # ophclip.train.memory.MemoryCfg: the silent-video memory bank, used when
     # loss.retrieval_mode is not "off" and loss.retrieval_weight > 0.
     memory: MemoryCfg = field(default_factory=MemoryCfg)
+    ssl_aux: SSLAuxSection = field(default_factory=SSLAuxSection)
     log: LogSection = field(default_factory=LogSection)
 
 
@@ -147,6 +161,11 @@ def validate(cfg: PretrainConfig, world_size: int = 1) -> None:
     except ModelError as e:
         raise ConfigError(str(e)) from None
     cfg.memory.validate()
+    if cfg.ssl_aux.weight < 0 or cfg.ssl_aux.batch_size < 1:
+        raise ConfigError(
+            f"ssl_aux.weight = {cfg.ssl_aux.weight} and ssl_aux.batch_size = {cfg.ssl_aux.batch_size}; "
+            "expected weight >= 0 (0 is off) and batch_size >= 1"
+        )
     weights = ("clip_weight", "video_title_weight", "video_narration_weight", "retrieval_weight")
     for name in weights:
         if getattr(cfg.loss, name) < 0:

@@ -274,6 +274,7 @@ class Trainer:
         self._text_ids = {t: i for i, t in enumerate(sorted(set(self.levels.clip.texts)))}
         self.loss_fn = loss or LevelLoss(HierarchicalLoss(cfg.loss, rank=self.dist.rank, world_size=self.dist.world_size))
         self.retrieval = retrieval or self._default_retrieval()
+        self.ssl_aux = self._build_ssl_aux()
         self._neighbour_gradient = cfg.loss.retrieval_mode == "soft_positive" and hasattr(
             self.retrieval, "neighbour_embeddings_with_grad"
         )
@@ -338,6 +339,19 @@ class Trainer:
             progress=self.dist.is_main,
         )
 
+    def _build_ssl_aux(self) -> Any:
+        """The auxiliary self-supervised loss on silent-pool clips (``ssl_aux``), or None when its weight is 0."""
+        aux = self.cfg.ssl_aux
+        if aux.weight == 0:
+            return None
+        from ..ssl import SilentPoolSSL
+
+        return SilentPoolSSL(
+            aux, self.cfg.data.root, self.model.visual, self.model.config, self.cfg.train.steps,
+            seed=self.cfg.train.seed, exclude_splits=self.cfg.data.exclude_splits,
+            rank=self.dist.rank, world_size=self.dist.world_size,
+        ).to(self.device)
+
     def _check_levels(self) -> None:
         root = Path(self.cfg.data.root)
         counts = self.levels.counts
@@ -377,12 +391,15 @@ class Trainer:
             (no_decay if exclude else decay).append(p)
         t = self.cfg.train
         groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": t.weight_decay}]
+        if self.ssl_aux is not None:  # the auxiliary loss's DINO head trains with the model
+            groups.append({"params": list(self.ssl_aux.parameters()), "weight_decay": t.weight_decay})
         fused = self.device.type == "cuda"
         return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, fused=fused)
 
     @property
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
+        extra = list(self.ssl_aux.parameters()) if self.ssl_aux is not None else []
+        return [p for p in self.model.parameters() if p.requires_grad] + [p for p in extra if p.requires_grad]
 
     # ------------------------------------------------------------------ data
     def _sampler(self, level: str) -> LevelBatchSampler:
@@ -509,6 +526,11 @@ class Trainer:
             video_ids = [v for mb in micro for v in mb["video_id"]]
             video_emb = torch.cat([c["video"] for c in cached]).detach()
             neighbours = self.retrieval.neighbours(video_ids, video_emb)
+        aux_loss = None
+        if level == CLIP and self.ssl_aux is not None:
+            with self._autocast():
+                aux_loss = self.ssl_aux.loss(self.model.visual, self.step).float()
+            self._check_finite(aux_loss, "the auxiliary SSL loss", level)
         neighbours_with_grad = None
         if neighbours is not None and self._neighbour_gradient:
             # soft_positive: the neighbours carry gradient from their own pixels. They are
@@ -543,6 +565,11 @@ class Trainer:
                     # Like the logit scale: only the last micro-batch's loss carries their gradient.
                     step_neighbours = neighbours_with_grad if last else (neighbours_with_grad[0].detach(), neighbours[1])
                 losses = self.loss_fn(level, feats, scale, step_neighbours)
+                if aux_loss is not None:
+                    # Once per step (in the last micro-batch), like the gradient-carrying neighbours.
+                    losses["ssl_aux"] = aux_loss.detach()
+                    if last:
+                        losses["total"] = losses["total"] + self.cfg.ssl_aux.weight * aux_loss
                 if j == 0:
                     self._check_finite(losses["total"], "the loss", level)
                 self.scaler.scale(losses["total"]).backward()
@@ -579,6 +606,11 @@ class Trainer:
 
     def _optimizer_step(self, level: str) -> float:
         params = self.trainable_parameters
+        if self.ssl_aux is not None and self.dist.distributed:
+            # The DINO head sits outside the DDP module, so its gradient is averaged here.
+            for p in self.ssl_aux.parameters():
+                if p.grad is not None:
+                    p.grad.copy_(all_reduce_mean(p.grad, self.dist))
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         if self.cfg.train.grad_clip_norm:
@@ -593,6 +625,8 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         _clamp_logit_scale(self.model)
+        if self.ssl_aux is not None and level == CLIP:
+            self.ssl_aux.after_step(self.model.visual, self.step)
         return float(norm)
 
     # ------------------------------------------------------------------ loop
@@ -655,6 +689,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "config": to_dict(self.cfg),
             **({"retrieval": self.retrieval.state_dict()} if hasattr(self.retrieval, "state_dict") else {}),
+            **({"ssl_aux": self.ssl_aux.state_dict()} if self.ssl_aux is not None else {}),
         }
 
     def save(self) -> Path | None:
@@ -688,6 +723,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ssl_aux is not None:
+            if "ssl_aux" not in state:
+                raise ConfigError(f"{path} was written without ssl_aux; resume with ssl_aux.weight=0, or start a fresh run")
+            self.ssl_aux.load_state_dict(state["ssl_aux"])
         if "retrieval" in state and hasattr(self.retrieval, "load_state_dict"):
             self.retrieval.load_state_dict(state["retrieval"], self.model)
         self.step = int(state["step"])
