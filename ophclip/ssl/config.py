@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..errors import ConfigError
 from ..config import LogSection
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -47,8 +47,8 @@ from .config import LEVELS, PretrainConfig, validate
 from .data import LevelBatchSampler, Levels, collate, load_levels
 from .distributed import DistInfo, all_reduce_mean, barrier, gather_objects, init_distributed, shutdown
 from .hooks import NoRetrieval, RetrievalHook
-from .memory import SilentPoolBank
 from .logs import RunLogger
+from .memory import SilentPoolBank
 from .schedule import CLIP, VIDEO, LevelSchedule, make_lr_scheduler
 
 logger = logging.getLogger(__name__)
