@@ -261,15 +261,18 @@ def zeroshot_stage(ctx: DemoContext) -> str:
         r = run_zeroshot_config(cfg, progress=False)
         ctx.results[f"zeroshot_{label.replace(' ', '_').replace('-', '_')}"] = r
         p, c = r["phase"], r["phase"]["chance"]
-        rows.append(f"| {label} | **{p['video_accuracy']:.3f}** | {p['video_f1']:.3f} | {p['pooled_accuracy']:.3f} "
+        g = p["given_group"]
+        rows.append(f"| {label} | **{p['video_accuracy']:.3f}** | {p['video_f1']:.3f} | **{g['video_accuracy']:.3f}** "
+                    f"| {p['pooled_accuracy']:.3f} "
                     f"| {r['tools']['mAP']:.3f} | {r['surgery_type']['accuracy']:.3f} | {r['retrieval']['text_to_video']['R@5']:.3f} |")
     rows.append(f"| chance (uniform / random guess) | {c['uniform_accuracy']:.3f} | {c['random_video_f1']:.3f} "
-                f"| {c['random_pooled_accuracy']:.3f} | {r['tools']['chance']['mAP']:.3f} "
+                f"| {g['chance_uniform_accuracy']:.3f} | {c['random_pooled_accuracy']:.3f} | {r['tools']['chance']['mAP']:.3f} "
                 f"| {r['surgery_type']['chance']['uniform_accuracy']:.3f} | {min(1.0, 5 / max(r['retrieval']['n_pairs'], 1)):.3f} |")
     return (f"`ophclip zeroshot configs/eval_synthetic.yaml` on the {r['n_videos']} held-out videos "
             f"({r['n_frames']} frames at {r['eval_fps']} fps), prompts `benchmarks/prompts/synthetic.yaml`:\n\n"
-            "| model | phase acc. (mean over videos) | phase macro-F1 | phase acc. (pooled) | tool mAP "
-            "| surgery-type acc. | text->video R@5 |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+            f"| model | phase acc. (mean over videos, {len(p['class_names'])} classes) | phase macro-F1 "
+            f"| phase acc., surgery type known (~{g['mean_classes']:.0f} classes) | phase acc. (pooled) | tool mAP "
+            "| surgery-type acc. | text->video R@5 |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
             "\n\nPhase ribbons: `zeroshot/ribbons/`; confusion matrix:\n\n![confusion](zeroshot/confusion_matrix.png)")
 
 

@@ -62,6 +62,10 @@ class FrameLabels:
     class_names: list[str]
     videos: pd.DataFrame  # video_id, n_frames, fps, split, source (video file/folder or ""), annotation
     labels: dict[str, np.ndarray]
+    # Optional: group -> the classes a video of that group can show (e.g. the phases of a surgery
+    # type), with the group of each video in a ``videos["group"]`` column. Evaluation then also
+    # scores phase recognition with the group known, as a benchmark of one surgery type would.
+    group_classes: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.videos = self.videos.reset_index(drop=True)
@@ -95,7 +99,8 @@ class FrameLabels:
                 raise DataError(f"{self.name}: unknown video ids {unknown[:5]}")
             keep = keep[keep["video_id"].isin(list(video_ids))]
         ids = list(keep["video_id"])
-        return FrameLabels(self.name, self.task, list(self.class_names), keep.copy(), {v: self.labels[v] for v in ids})
+        return FrameLabels(self.name, self.task, list(self.class_names), keep.copy(), {v: self.labels[v] for v in ids},
+                           dict(self.group_classes))
 
     def sample_indices(self, video_id: str, fps: float | None) -> np.ndarray:
         """Native frame indices of the frames evaluated at ``fps`` (None: every frame)."""

@@ -47,6 +47,16 @@ def read_metadata(synth_dir: str | Path) -> pd.DataFrame:
     return df
 
 
+def surgery_phase_classes(class_names: list[str]) -> dict[str, list[str]]:
+    """Surgery type -> its phases among ``class_names``, plus the classes no surgery owns (Idle)."""
+    from data_pipeline.synth.taxonomy import SURGERY_TYPES
+
+    owned = {p.name for st in SURGERY_TYPES.values() for p in st.phases}
+    shared = [c for c in class_names if c not in owned]
+    return {key: [c for c in class_names if c in {p.name for p in st.phases}] + shared
+            for key, st in SURGERY_TYPES.items()}
+
+
 def load_synthetic(synth_dir: str | Path, split: str | None = "eval", with_tools: bool = True) -> SyntheticBenchmark:
     """Phases, tools and surgery types of the videos in ``split`` (None: all videos)."""
     synth_dir = Path(synth_dir)
@@ -70,6 +80,8 @@ def load_synthetic(synth_dir: str | Path, split: str | None = "eval", with_tools
     phases = phases_all.subset(list(meta["video_id"]))
     phases.videos["split"] = list(meta["split"])
     phases.videos["source"] = [str(paths[v]) for v in phases.video_ids]
+    phases.videos["group"] = list(meta["surgery_type"])
+    phases.group_classes = surgery_phase_classes(phases.class_names)
 
     tools = None
     if with_tools:

@@ -284,8 +284,12 @@ def test_synthetic_set_through_the_real_adapters(eval_synth_dir):
         got = [bench.phases.class_names[k] for k in bench.phases.labels[row.video_id]]
         assert got == truth_names, row.video_id
         assert np.array_equal(bench.tools.labels[row.video_id], plan.tool_matrix().astype(np.int8))
+        # Known surgery type: the video's phases all lie in its group's classes, and Idle is in every group.
+        assert bench.phases.video(row.video_id)["group"] == row.surgery_type
+        assert set(got) <= set(bench.phases.group_classes[row.surgery_type])
         k = bench.surgery.video_ids.index(row.video_id)
         assert bench.surgery.class_names[int(bench.surgery.targets[k].argmax())] == row.surgery_type
+    assert all("Idle" in classes for classes in bench.phases.group_classes.values())
     # Every evaluated frame decodes.
     vid = bench.phases.video_ids[0]
     idx = bench.phases.sample_indices(vid, None)

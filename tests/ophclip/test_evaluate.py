@@ -49,6 +49,29 @@ def oracle_model():
     return model, tok
 
 
+def test_phase_accuracy_with_the_group_known_argmaxes_over_the_group_only(tmp_path):
+    phases, _, source = oracle_benchmark()
+    model, tok = oracle_model()
+    opts = EvalOptions(fps=None, batch_size=8, n_boot=0)
+    plain = run_zero_shot(model, oracle_preprocess, tok, source, PROMPTS, tmp_path / "a", phases=phases, opts=opts,
+                          progress=False)
+    assert "given_group" not in plain["phase"]
+    # Every video's group allows idle and incision only, so its phaco frames cannot be right.
+    phases.videos["group"] = "no_phaco"
+    phases.group_classes = {"no_phaco": ["idle", "incision"]}
+    out = run_zero_shot(model, oracle_preprocess, tok, source, PROMPTS, tmp_path / "b", phases=phases, opts=opts,
+                        progress=False)
+    given = out["phase"]["given_group"]
+    expected = np.mean([np.mean(phases.labels[v] != CLASSES.index("phaco")) for v in phases.video_ids])
+    assert out["phase"]["video_accuracy"] == 1.0
+    assert given["video_accuracy"] == pytest.approx(expected)
+    assert given["mean_classes"] == 2 and given["chance_uniform_accuracy"] == 0.5
+    phases.videos.loc[0, "group"] = "unknown"
+    with pytest.raises(Exception, match="group 'unknown'"):
+        run_zero_shot(model, oracle_preprocess, tok, source, PROMPTS, tmp_path / "c", phases=phases, opts=opts,
+                      progress=False)
+
+
 def test_known_answers_and_report_files(tmp_path):
     phases, tools, source = oracle_benchmark()
     model, tok = oracle_model()
