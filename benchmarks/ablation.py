@@ -1,0 +1,193 @@
+"""The ablation: which part of OphCLIP's pretraining pulls its weight on the synthetic set?
+
+    python -m benchmarks.ablation --data /tmp/ablation_data --out benchmarks/results/ablation
+
+Every variant trains ``configs/pretrain_demo.yaml`` (the demo's budget of steps) with its own
+overrides and each seed, then runs the demo's zero-shot evaluation on the held-out videos and
+measures its video embeddings' retrieval of silent neighbours. Rows are mean ± std over seeds.
+Runs are cached (``<out>/<variant>/seed<k>/row.json``), so an interrupted ablation resumes
+where it stopped and ``--variants`` adds rows to an existing table.
+
+``--data`` holds the synthetic dataset and its ground-truth root; they are generated (as
+``ophclip demo --stages synth,ground_truth_root`` does) when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline._io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger("benchmarks.ablation")
+
+# Retrieval: the bank is rebuilt every 40 steps after a 40-step warm-up (about 10 video steps
+# of the 150-step demo budget see neighbours). K = 4 of the 30 silent videos.
+MEMORY = ["memory.k=4", "memory.warmup_steps=40", "memory.refresh_every=40", "memory.max_score=0.98"]
+VARIANTS: dict[str, list[str]] = {
+    "clip only (CLIP-style)": ["train.video_every=0"],
+    "clip + video (hierarchical)": [],
+    "hierarchical + retrieval soft_positive": ["loss.retrieval_mode=soft_positive", *MEMORY],
+    "hierarchical + retrieval feature_aug": ["loss.retrieval_mode=feature_aug", *MEMORY],
+    "hierarchical + auxiliary SSL on silent clips": ["ssl_aux.weight=0.5"],
+}
+METRICS = {  # column -> path in the row
+    "phase acc. (26+1 classes)": ("phase", "video_accuracy"),
+    "phase F1": ("phase", "video_f1"),
+    "phase acc., surgery type known": ("phase", "given_group", "video_accuracy"),
+    "tool mAP": ("tools", "mAP"),
+    "surgery-type acc.": ("surgery_type", "accuracy"),
+    "text->video R@5": ("retrieval", "text_to_video", "R@5"),
+    "silent top-4 same surgery type": ("bank", "label_agreement"),
+}
+
+
+def ensure_data(data_dir: Path) -> tuple[Path, Path]:
+    """The synthetic set and its ground-truth dataset root under ``data_dir`` (built when missing)."""
+    from ophclip.demo import run_demo
+
+    synth, root = data_dir / "synth", data_dir / "root"
+    if not (synth / "metadata.csv").is_file() or not (root / "videos.parquet").is_file():
+        run_demo(data_dir, stages=["synth", "ground_truth_root"])
+    return synth, root
+
+
+def run_one(variant: str, seed: int, overrides: list[str], synth: Path, root: Path, run_dir: Path,
+            steps: int | None) -> dict:
+    """Pretrain one variant with one seed, evaluate it zero-shot and against the silent bank; cache the row."""
+    from benchmarks.run import run_zeroshot_config
+    from ophclip.cli.bank import bank_gallery, build_bank
+    from ophclip.config import load_config
+    from ophclip.demo import _packaged_config
+    from ophclip.evaluate import BenchmarkConfig, ModelRef, ZeroShotConfig
+    from ophclip.train import PretrainConfig, pretrain
+
+    row_path = run_dir / "row.json"
+    if row_path.is_file():
+        return json.loads(row_path.read_text())
+    extra = [f"train.steps={steps}"] if steps else []
+    cfg = load_config(PretrainConfig, _packaged_config("pretrain_demo.yaml"),
+                      [f"data.root={root}", f"train.output_dir={run_dir / 'pretrain'}", f"train.seed={seed}",
+                       "log.tensorboard=false", *overrides, *extra])
+    t0 = time.perf_counter()
+    summary = pretrain(cfg, progress=False)
+    train_s = time.perf_counter() - t0
+    model_dir = run_dir / "pretrain" / "final"
+    zs = ZeroShotConfig(benchmark=BenchmarkConfig(name="synthetic", root=str(synth)),
+                        model=ModelRef(name=str(model_dir)), out=str(run_dir / "zeroshot"))
+    zs.eval.seed = 0
+    result = run_zeroshot_config(zs, progress=False)
+    build_bank(str(model_dir), root, run_dir / "bank", n_frames=cfg.data.video_frames, progress=False)
+    gallery = bank_gallery(run_dir / "bank", run_dir / "bank_gallery.png", labels_csv=synth / "surgery_types.csv", k=4)
+    row = {
+        "variant": variant, "seed": seed, "overrides": overrides, "steps": cfg.train.steps, "train_s": round(train_s, 1),
+        "samples_per_s": summary.get("samples_per_s"),
+        "phase": {k: result["phase"][k] for k in ("video_accuracy", "video_f1", "pooled_accuracy")}
+        | {"given_group": result["phase"]["given_group"], "chance": result["phase"]["chance"]},
+        "tools": {"mAP": result["tools"]["mAP"], "chance": result["tools"]["chance"]["mAP"]},
+        "surgery_type": {"accuracy": result["surgery_type"]["accuracy"]},
+        "retrieval": {"text_to_video": result["retrieval"]["text_to_video"]},
+        "bank": {"label_agreement": gallery["label_agreement"]},
+    }
+    atomic_write_json(row_path, row)
+    return row
+
+
+def _get(row: dict, path: tuple[str, ...]) -> float:
+    value = row
+    for key in path:
+        value = value[key]
+    return float(value)
+
+
+def aggregate(rows: list[dict]) -> dict[str, dict]:
+    """variant -> {column: {mean, std, values}} over its seeds, in VARIANTS order."""
+    out: dict[str, dict] = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant]
+        out[variant] = {"seeds": [r["seed"] for r in mine], "train_s": float(np.mean([r["train_s"] for r in mine]))}
+        for column, path in METRICS.items():
+            values = [_get(r, path) for r in mine]
+            out[variant][column] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+    return out
+
+
+def markdown(table: dict[str, dict], chance: dict[str, float]) -> str:
+    head = "| variant | seeds | " + " | ".join(METRICS) + " | train s |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
+    for variant, cells in table.items():
+        vals = " | ".join(f"{cells[c]['mean']:.3f} ± {cells[c]['std']:.3f}" for c in METRICS)
+        lines.append(f"| {variant} | {len(cells['seeds'])} | {vals} | {cells['train_s']:.0f} |")
+    lines.append("| chance | | " + " | ".join(f"{chance.get(c, float('nan')):.3f}" for c in METRICS) + " | |")
+    return "\n".join(lines) + "\n"
+
+
+def chance_row(row: dict, synth: Path) -> dict[str, float]:
+    """Chance levels from the evaluation itself (and the silent pool's surgery-type shares)."""
+    import pandas as pd
+
+    meta = pd.read_csv(synth / "metadata.csv", dtype=str)
+    train = meta[meta["split"] != "eval"]
+    silent = train[train["kind"] == "silent"]["surgery_type"].value_counts(normalize=True)
+    narrated = train[train["kind"] == "narrated"]["surgery_type"]
+    return {
+        "phase acc. (26+1 classes)": row["phase"]["chance"]["uniform_accuracy"],
+        "phase F1": row["phase"]["chance"]["random_video_f1"],
+        "phase acc., surgery type known": row["phase"]["given_group"]["chance_uniform_accuracy"],
+        "tool mAP": row["tools"]["chance"],
+        "surgery-type acc.": 1.0 / meta["surgery_type"].nunique(),
+        "text->video R@5": float("nan"),
+        "silent top-4 same surgery type": float(np.mean([silent.get(t, 0.0) for t in narrated])),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("/tmp/ophclip_ablation_data"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--variants", nargs="+", default=None, help=f"subset of: {'; '.join(VARIANTS)}")
+    p.add_argument("--ssl-init", type=Path, default=None,
+                   help="an `ophclip ssl` output's vision/ folder: adds 'hierarchical, SSL-initialised vision'")
+    p.add_argument("--steps", type=int, default=None, help="override the demo's train.steps (default: the demo's)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logger.setLevel(logging.INFO)
+
+    variants = dict(VARIANTS)
+    if args.ssl_init is not None:
+        variants["hierarchical, SSL-initialised vision"] = [f"model.init_vision_from={args.ssl_init}"]
+    chosen = args.variants or list(variants)
+    unknown = [v for v in chosen if v not in variants]
+    if unknown:
+        raise SystemExit(f"unknown variant {unknown[0]!r}; variants: {'; '.join(variants)}")
+    synth, root = ensure_data(args.data)
+    rows = []
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    for seed in args.seeds:  # seed-major, so an early stop still has every variant
+        for variant in chosen:
+            slug = variant.split(" (")[0].replace(" + ", "+").replace(", ", "+").replace(" ", "_")
+            logger.info("%s, seed %d", variant, seed)
+            row = run_one(variant, seed, variants[variant], synth, root, args.out / slug / f"seed{seed}", args.steps)
+            rows.append(row)
+            logger.info("  phase acc %.3f (surgery known %.3f), %.0f s", row["phase"]["video_accuracy"],
+                        row["phase"]["given_group"]["video_accuracy"], row["train_s"])
+    table = aggregate(rows)
+    chance = chance_row(rows[0], synth)
+    md = markdown(table, chance)
+    result = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform(),
+              "processor": platform.processor(), "variants": variants, "table": table, "chance": chance, "rows": rows}
+    atomic_write_json(args.out / "ablation.json", result)
+    atomic_write_text(args.out / "ablation.md", md)
+    print(md)
+    return result
+
+
+if __name__ == "__main__":
+    main()
