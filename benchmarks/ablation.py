@@ -30,12 +30,15 @@ logger = logging.getLogger("benchmarks.ablation")
 # Retrieval: the bank is rebuilt every 40 steps after a 40-step warm-up (about 10 video steps
 # of the 150-step demo budget see neighbours). K = 4 of the 30 silent videos.
 MEMORY = ["memory.k=4", "memory.warmup_steps=40", "memory.refresh_every=40", "memory.max_score=0.98"]
+# Every variant starts from the demo config with retrieval and the auxiliary loss off, then
+# turns on its own parts (the demo config itself may have them on).
+BASE = ["loss.retrieval_mode=off", "ssl_aux.weight=0.0"]
 VARIANTS: dict[str, list[str]] = {
-    "clip only (CLIP-style)": ["train.video_every=0"],
-    "clip + video (hierarchical)": [],
-    "hierarchical + retrieval soft_positive": ["loss.retrieval_mode=soft_positive", *MEMORY],
-    "hierarchical + retrieval feature_aug": ["loss.retrieval_mode=feature_aug", *MEMORY],
-    "hierarchical + auxiliary SSL on silent clips": ["ssl_aux.weight=0.5"],
+    "clip only (CLIP-style)": [*BASE, "train.video_every=0"],
+    "clip + video (hierarchical)": [*BASE],
+    "hierarchical + retrieval soft_positive": [*BASE, "loss.retrieval_mode=soft_positive", *MEMORY],
+    "hierarchical + retrieval feature_aug": [*BASE, "loss.retrieval_mode=feature_aug", *MEMORY],
+    "hierarchical + auxiliary SSL on silent clips": [*BASE, "ssl_aux.weight=0.5"],
 }
 METRICS = {  # column -> path in the row
     "phase acc. (26+1 classes)": ("phase", "video_accuracy"),
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     variants = dict(VARIANTS)
     if args.ssl_init is not None:
-        variants["hierarchical, SSL-initialised vision"] = [f"model.init_vision_from={args.ssl_init}"]
+        variants["hierarchical, SSL-initialised vision"] = [*BASE, f"model.init_vision_from={args.ssl_init}"]
     chosen = args.variants or list(variants)
     unknown = [v for v in chosen if v not in variants]
     if unknown:
