@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from .config import load_yaml
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def load_prompt_file(path: str | Path) -> dict[str, PromptSet]:
     if not path.is_file():
         raise ConfigError(f"prompt file not found: {path} (see benchmarks/prompts/ for examples)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

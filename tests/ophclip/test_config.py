@@ -107,3 +107,15 @@ def test_save_round_trip(tmp_path):
     assert not list(out.parent.glob("*.tmp"))
     assert load_config(RunCfg, out) == cfg
     assert "lr: 0.5" in dump_yaml(cfg)
+
+
+def test_off_and_no_stay_strings_as_in_yaml_1_2(tmp_path):
+    """YAML 1.1 would read `off` as False; a string field must get the word the user wrote."""
+    from ophclip.train import PretrainConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  retrieval_mode: off\nlog:\n  tensorboard: false\n")
+    cfg = load_config(PretrainConfig, path)
+    assert cfg.loss.retrieval_mode == "off" and cfg.log.tensorboard is False
+    cfg = load_config(PretrainConfig, None, ["loss.retrieval_mode=feature_aug", "loss.retrieval_mode=off", "log.jsonl=False"])
+    assert cfg.loss.retrieval_mode == "off" and cfg.log.jsonl is False
