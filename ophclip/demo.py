@@ -307,7 +307,7 @@ def retrieval_stage(ctx: DemoContext) -> str:
             f"narrated video, bank refreshed every {cfg.memory.refresh_every} steps after a "
             f"{cfg.memory.warmup_steps}-step warm-up). Afterwards `ophclip bank build` encodes the "
             f"{numbers['trained']['bank']['count']} silent videos of `{ctx.root_dir.name}/` and every narrated "
-            f"training video queries it (maximum inner product, top {k}). Fraction of neighbours whose surgery type "
+            f"video (training and held-out) queries it (maximum inner product, top {k}). Fraction of neighbours whose surgery type "
             f"matches the query's:\n\n| encoder | silent videos in the bank | same surgery type | chance |\n"
             f"|---|---|---|---|\n" + "\n".join(rows) +
             "\n\nTop silent neighbours of a few narrated videos (green title: same surgery type), demo-trained "
