@@ -1,0 +1,118 @@
+"""The training-step, data-loading and pipeline benchmarks run end to end at their smallest sizes.
+
+Each runs its ``main`` on the session's tiny synthetic dataset (tests/conftest.py) and checks that
+the JSON report holds the expected keys with positive, finite numbers. Timings themselves are
+not asserted: this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _machine_ok(machine: dict) -> None:
+    assert machine["cpus"] >= 1 and machine["cpu_model"]
+    assert machine["torch"] and machine["torch_threads"] >= 1
+    assert len(machine["load_average_at_start"]) == 3 and len(machine["load_average_at_end"]) == 3
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_perf_train_step_smallest(tmp_path, synth_tiny_root, one_thread, capsys):
+    from benchmarks.perf_train_step import main
+
+    out = tmp_path / "train_step.json"
+    report = main([
+        "--root", str(synth_tiny_root), "--models", "OphCLIP-tiny-MiniLM", "--retrieval-modes", "feature_aug",
+        "--clip-batch", "4", "--clip-frames", "2", "--video-batch", "2", "--video-frames", "2", "--k", "1",
+        "--reps", "1", "--peak-n", "256", "--profile-steps", "1", "--profile-top", "5", "--out", str(out),
+    ])
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == json.loads(json.dumps(report["rows"]))
+    _machine_ok(saved["machine"])
+    assert _positive(saved["matmul_peak"]["gflops"])
+    assert _positive(saved["matmul_peak_interleaved"]["OphCLIP-tiny-MiniLM"]["gflops"])
+    variants = {r["variant"] for r in saved["rows"]}
+    assert {"ophclip clip", "plain clip", "plain clip (cached text)", "ophclip video +feature_aug",
+            "plain video"} <= variants
+    for row in saved["rows"]:
+        for key in ("step_ms", "clips_per_s", "gflop_per_step", "gflop_per_s", "mfu_pct"):
+            assert _positive(row[key]), (row["variant"], key, row[key])
+    assert "search_ms" not in next(r for r in saved["rows"] if r["variant"] == "ophclip clip")
+    video = next(r for r in saved["rows"] if r["variant"] == "ophclip video +feature_aug")
+    assert _positive(video["search_ms"]) and _positive(video["bank_full_refresh_s"])
+    assert 0 <= video["retrieval_share_pct"] < 100
+    assert all(_positive(v) for v in saved["ratios"].values()) and len(saved["ratios"]) == 3
+    prof = saved["profile"]
+    assert len(prof["torch_top_self_cpu"]) == 5 and all(_positive(e["self_cpu_ms"]) for e in prof["torch_top_self_cpu"])
+    assert any("trainer.py" in e["function"] or "plain" in prof["variant"] for e in prof["python_top_cumulative"])
+    assert "| model | variant |" in capsys.readouterr().out
+
+
+def test_perf_data_smallest(tmp_path, synth_tiny_root, one_thread, capsys):
+    from benchmarks.perf_data import main
+
+    out = tmp_path / "data.json"
+    main(["--root", str(synth_tiny_root), "--workers", "0,1", "--clip-batch", "4", "--clip-frames", "2",
+          "--batches", "1", "--reps", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    _machine_ok(saved["machine"])
+    rows = {r["variant"]: r for r in saved["rows"]}
+    assert {"frame cache + aug, num_workers=0", "frame cache + aug, num_workers=1",
+            "PyAV decode mp4 + resize + aug (1 process)"} <= set(rows)
+    assert any(v.startswith("trainer consumption") for v in rows)
+    for row in rows.values():
+        for key in ("batch_ms", "clips_per_s", "frames_per_s", "x_consumption"):
+            assert _positive(row[key]), (row["variant"], key)
+    assert saved["frames_per_batch"] == 8
+    assert all(_positive(v) for v in saved["ratios"].values())
+    assert "frames_per_s" in capsys.readouterr().out
+
+
+def test_perf_pipeline_asr_smallest(tmp_path, synth_tiny_dir, synth_tiny_root, one_thread):
+    from benchmarks.perf_pipeline import main
+
+    out = tmp_path / "pipeline.json"
+    main(["--synth", str(synth_tiny_dir), "--root", str(synth_tiny_root), "--audio-s", "4", "--clips", "1",
+          "--reps", "1", "--beam-size", "1", "--rewrite-clips", "0", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    _machine_ok(saved["machine"])
+    rows = saved["asr"]["rows"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["backend"] for r in ok} >= {"faster-whisper tiny.en int8 (pipeline: VAD on)",
+                                         "faster-whisper tiny.en int8 (VAD off)"}
+    for r in ok:
+        for key in ("audio_s", "wall_s", "rtf", "audio_s_per_wall_s", "load_s"):
+            assert _positive(r[key]), (r["backend"], key)
+        assert 0 <= r["wer"] < 1.0  # a working transcription of clear synthetic speech
+    # openai-whisper is either measured or reported with a reason, never silently missing.
+    assert any("openai-whisper" in r["backend"] for r in rows)
+    assert all(r["reason"] for r in rows if r["status"] != "ok")
+
+
+@pytest.mark.slow
+def test_perf_pipeline_rewrite_smallest(tmp_path, synth_tiny_dir, synth_tiny_root, one_thread):
+    """Loads the SmolLM2 GGUF (dequantised at load: about a minute on 2 cores)."""
+    from benchmarks.perf_pipeline import main
+
+    out = tmp_path / "rewrite.json"
+    main(["--synth", str(synth_tiny_dir), "--root", str(synth_tiny_root), "--skip-asr", "--rewrite-clips", "1",
+          "--rewrite-reps", "1", "--out", str(out)])
+    row = json.loads(out.read_text())["rewrite"]["row"]
+    assert row["narrations"] == 1
+    for key in ("load_s", "wall_s", "clips_per_s", "s_per_clip", "tokens_out", "tokens_per_s"):
+        assert _positive(row[key]), key
