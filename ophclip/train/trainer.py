@@ -393,7 +393,9 @@ class Trainer:
         groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": t.weight_decay}]
         if self.ssl_aux is not None:  # the auxiliary loss's DINO head trains with the model
             groups.append({"params": list(self.ssl_aux.parameters()), "weight_decay": t.weight_decay})
-        fused = self.device.type == "cuda"
+        # The fused kernel exists for CUDA and CPU; on CPU it is ~5x faster than the per-tensor
+        # loop (1.5 s -> 0.3 s per ViT-B-16 step, benchmarks/perf_train_step.py's profile).
+        fused = self.device.type in ("cuda", "cpu")
         return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, fused=fused)
 
     @property
