@@ -116,3 +116,19 @@ def test_perf_pipeline_rewrite_smallest(tmp_path, synth_tiny_dir, synth_tiny_roo
     assert row["narrations"] == 1
     for key in ("load_s", "wall_s", "clips_per_s", "s_per_clip", "tokens_out", "tokens_per_s"):
         assert _positive(row[key]), key
+
+
+def test_the_readme_results_are_rendered_from_the_json_and_replace_only_the_marked_section(tmp_path):
+    from benchmarks.results_readme import END, START, render, write_into
+
+    machine = {"cpu_model": "X", "cpus": 2, "torch": "2", "torch_threads": 1, "python": "3",
+               "load_average_at_start": [1.0], "load_average_at_end": [2.0]}
+    rows = [{"variant": "frame cache", "frames_per_s": 1234.4, "x_consumption": 7.25}]
+    (tmp_path / "perf_data.json").write_text(json.dumps({"machine": machine, "rows": rows}))
+    body = render(tmp_path)
+    assert "| frame cache | 1234 | 7.25 |" in body and "Training step" not in body  # absent JSON: no table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold numbers\n{END}\nafter\n")
+    write_into(readme, body)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old numbers" not in text and "1234" in text
