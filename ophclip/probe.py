@@ -39,6 +39,7 @@ class ProbeOptions:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     C: float = 1.0
     max_iter: int = 1000
+    knn_k: int = 20  # also a cosine kNN classifier on all training frames (0: skip)
 
 
 @dataclass
@@ -112,7 +113,26 @@ def linear_probe(train: FeatureSet, test: FeatureSet, opts: ProbeOptions | None 
         out["fractions"][f"{fraction:g}"] = {"runs": runs, **summary}
         logger.info("probe %g of videos: accuracy %.3f ± %.3f", fraction, summary["video_accuracy"]["mean"],
                     summary["video_accuracy"]["std"])
+    if opts.knn_k > 0:
+        m = phase_metrics(test.y, knn_predict(train, test.X, opts.knn_k), test.video_ids)
+        out["knn"] = {"k": opts.knn_k, **{k: m[k] for k in HEADLINE}}
     return out
+
+
+def knn_predict(train: FeatureSet, X: np.ndarray, k: int, batch: int = 1024) -> np.ndarray:
+    """Majority vote of the ``k`` most cosine-similar training frames (DINO's kNN protocol, unweighted)."""
+    def unit(a: np.ndarray) -> np.ndarray:
+        return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+    bank, k = unit(train.X.astype(np.float32)), min(k, len(train.y))
+    classes, y = np.unique(train.y, return_inverse=True)
+    out = []
+    for lo in range(0, len(X), batch):
+        sims = unit(X[lo : lo + batch].astype(np.float32)) @ bank.T
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        votes = np.apply_along_axis(np.bincount, 1, y[nearest], minlength=len(classes))
+        out.append(classes[votes.argmax(1)])
+    return np.concatenate(out)
 
 
 def probe_markdown(result: dict) -> str:
@@ -124,5 +144,8 @@ def probe_markdown(result: dict) -> str:
         n = r["runs"][0]["n_videos"]
         cells = " | ".join(f"{r[k]['mean']:.3f} ± {r[k]['std']:.3f}" for k in HEADLINE)
         lines.append(f"| {float(frac) * 100:g}% ({n}) | {cells} |")
+    if "knn" in result:
+        knn = result["knn"]
+        lines.append(f"| kNN (k={knn['k']}), all training frames | " + " | ".join(f"{knn[k]:.3f}" for k in HEADLINE) + " |")
     return "\n".join(lines) + "\n"
 

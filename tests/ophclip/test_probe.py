@@ -87,3 +87,19 @@ def test_probe_command_on_the_synthetic_set(synth_tiny_dir, tmp_path):
     assert set(saved["fractions"]) == {"0.01", "0.1", "1"}
     assert all(len(v["runs"]) == 2 for v in saved["fractions"].values())
     assert (tmp_path / "probe.md").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_knn_votes_match_a_brute_force_neighbour_count():
+    from ophclip.probe import FeatureSet, knn_predict
+
+    rng = np.random.default_rng(0)
+    train = FeatureSet(rng.normal(size=(60, 5)), rng.integers(0, 3, 60) * 2 + 1, np.array([f"v{i % 6}" for i in range(60)]))
+    X = rng.normal(size=(25, 5))
+    k = 7
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    expected = []
+    for x in unit(X):
+        order = np.argsort(-(unit(train.X) @ x))[:k]
+        labels, counts = np.unique(train.y[order], return_counts=True)
+        expected.append(labels[np.argmax(counts)])  # ties go to the smallest label, as bincount's argmax
+    assert np.array_equal(knn_predict(train, X, k, batch=8), np.array(expected))
