@@ -106,22 +106,29 @@ class ASRBackend:
 
 class FasterWhisperBackend(ASRBackend):
     def transcribe(self, path: str | Path) -> list[Segment]:
+        from threadpoolctl import threadpool_limits
+
         cfg = self.cfg
+        # The mel features go through numpy's BLAS, whose thread count (OMP_NUM_THREADS, or
+        # the machine's cores when unset) changes the rounding and, on borderline tokens, the
+        # transcript. Pinning it to cpu_threads makes a video's transcript the same in every
+        # process: in-process, a process pool, or a Ray worker (which sets OMP_NUM_THREADS=1).
         try:
-            segments, _info = self.model.transcribe(
-                str(path),
-                language=cfg.language or None,
-                beam_size=cfg.beam_size,
-                temperature=list(cfg.temperatures),
-                vad_filter=cfg.vad_filter,
-                condition_on_previous_text=cfg.condition_on_previous_text,
-                initial_prompt=cfg.initial_prompt or None,
-                word_timestamps=cfg.word_timestamps,
-                no_speech_threshold=cfg.no_speech_threshold,
-                log_prob_threshold=cfg.logprob_threshold,
-                compression_ratio_threshold=cfg.compression_ratio_threshold,
-            )
-            segments = list(segments)  # the generator decodes lazily; errors surface here
+            with threadpool_limits(limits=cfg.cpu_threads):
+                segments, _info = self.model.transcribe(
+                    str(path),
+                    language=cfg.language or None,
+                    beam_size=cfg.beam_size,
+                    temperature=list(cfg.temperatures),
+                    vad_filter=cfg.vad_filter,
+                    condition_on_previous_text=cfg.condition_on_previous_text,
+                    initial_prompt=cfg.initial_prompt or None,
+                    word_timestamps=cfg.word_timestamps,
+                    no_speech_threshold=cfg.no_speech_threshold,
+                    log_prob_threshold=cfg.logprob_threshold,
+                    compression_ratio_threshold=cfg.compression_ratio_threshold,
+                )
+                segments = list(segments)  # the generator decodes lazily; errors surface here
         except Exception as e:  # PyAV/ctranslate2 raise many types for a broken audio track
             raise InputError(f"{path}: audio could not be transcribed ({type(e).__name__}: {e})") from None
         return [
