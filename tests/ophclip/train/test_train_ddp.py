@@ -53,7 +53,7 @@ def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(dataset_root,
                     assert got["losses"][term] == pytest.approx(value, abs=1e-5), (variant, level, term)
                 assert got["grads"].keys() == ref["grads"].keys()
                 for name, grad in ref["grads"].items():
-                    torch.testing.assert_close(got["grads"][name], grad, rtol=0, atol=1e-5, msg=f"{variant} {level} {name}")
+                    torch.testing.assert_close(got["grads"][name], grad, rtol=1e-5, atol=1e-5, msg=f"{variant} {level} {name}")
             # Gradients are all-reduced: both ranks hold the same values.
             for name in ref["grads"]:
                 assert torch.equal(ranks[0][level]["grads"][name], ranks[1][level]["grads"][name])
