@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ssl-init", type=Path, default=None,
                    help="an `ophclip ssl` output's vision/ folder: adds 'hierarchical, SSL-initialised vision'")
     p.add_argument("--steps", type=int, default=None, help="override the demo's train.steps (default: the demo's)")
+    p.add_argument("--cached-only", action="store_true", help="tabulate the finished runs only; train nothing")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logger.setLevel(logging.INFO)
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     for seed in args.seeds:  # seed-major, so an early stop still has every variant
         for variant in chosen:
             slug = variant.split(" (")[0].replace(" + ", "+").replace(", ", "+").replace(" ", "_")
+            if args.cached_only and not (args.out / slug / f"seed{seed}" / "row.json").is_file():
+                continue
             logger.info("%s, seed %d", variant, seed)
             row = run_one(variant, seed, variants[variant], synth, root, args.out / slug / f"seed{seed}", args.steps)
             rows.append(row)
