@@ -29,10 +29,11 @@ def machine_line(m: dict) -> str:
 
 
 def ablation_section(d: dict) -> list[str]:
-    from benchmarks.ablation import markdown
+    from benchmarks.ablation import VARIANTS, markdown
 
     seeds = sorted({r["seed"] for r in d["rows"]})
-    order = [v for v in d["variants"] if v in d["table"]]  # the ablation's own order, not the JSON's
+    # The ablation's own order (the JSON's keys are sorted), then any extra variants.
+    order = [v for v in VARIANTS if v in d["table"]] + [v for v in d["table"] if v not in VARIANTS]
     table = {v: d["table"][v] for v in order}
     return ["### Ablation (`python -m benchmarks.ablation`)", "",
             f"Demo config and budget (150 steps), seeds {seeds}, 12 held-out synthetic videos; mean ± std over "
