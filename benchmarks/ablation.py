@@ -32,13 +32,22 @@ logger = logging.getLogger("benchmarks.ablation")
 MEMORY = ["memory.k=4", "memory.warmup_steps=40", "memory.refresh_every=40", "memory.max_score=0.98"]
 # Every variant starts from the demo config with retrieval and the auxiliary loss off, then
 # turns on its own parts (the demo config itself may have them on).
-BASE = ["loss.retrieval_mode=off", "ssl_aux.weight=0.0"]
+OFF = ["loss.retrieval_mode=off", "ssl_aux.weight=0.0"]
+# The first rows use the first demo's tower (a 4-layer ViT) and uniformly shuffled clip batches.
+BASE = ["model.name=OphCLIP-tiny-MiniLM", "data.clips_per_video=1", *OFF]
+CNN = ["model.name=OphCLIP-tiny-RN-MiniLM", "data.clips_per_video=1", *OFF]
+GROUPED = ["data.clips_per_video=8"]  # about one whole video per run of clips (242 clips / 30 videos)
 VARIANTS: dict[str, list[str]] = {
     "clip only (CLIP-style)": [*BASE, "train.video_every=0"],
     "clip + video (hierarchical)": [*BASE],
     "hierarchical + retrieval soft_positive": [*BASE, "loss.retrieval_mode=soft_positive", *MEMORY],
     "hierarchical + retrieval feature_aug": [*BASE, "loss.retrieval_mode=feature_aug", *MEMORY],
     "hierarchical + auxiliary SSL on silent clips": [*BASE, "ssl_aux.weight=0.5"],
+    "hierarchical + video-grouped clip batches": [*BASE, *GROUPED],
+    "hierarchical, CNN tower": [*CNN],
+    "hierarchical, CNN tower + video-grouped clip batches": [*CNN, *GROUPED],
+    "hierarchical, CNN tower + grouped + retrieval soft_positive (the demo)": [*CNN, *GROUPED,
+                                                                             "loss.retrieval_mode=soft_positive", *MEMORY],
 }
 METRICS = {  # column -> path in the row
     "phase acc. (26+1 classes)": ("phase", "video_accuracy"),

@@ -226,7 +226,7 @@ def pipeline_stage(ctx: DemoContext) -> str:
 
 
 def pretrain_stage(ctx: DemoContext) -> str:
-    """Pretrain OphCLIP-tiny-MiniLM on the ground-truth root (clip and video levels); plot the loss curve."""
+    """Pretrain the demo config's model on the ground-truth root (clip and video levels); plot the loss curve."""
     from .train import PretrainConfig, pretrain
     from .train.logs import loss_curve
 
@@ -250,10 +250,13 @@ def zeroshot_stage(ctx: DemoContext) -> str:
     from benchmarks.run import run_zeroshot_config
 
     from .evaluate import BenchmarkConfig, ModelRef, ZeroShotConfig
+    from .train import PretrainConfig
 
     rows = []
+    # The baseline is the trained architecture with random weights (whatever the pretraining config chose).
+    trained = load_config(PretrainConfig, ctx.out_dir / "pretrain" / "config.yaml")
     for label, model_name in (("demo-trained", str(ctx.out_dir / "pretrain" / "final")),
-                              ("random init", "OphCLIP-tiny-MiniLM")):
+                              ("random init", trained.model.name)):
         out = ctx.out_dir / ("zeroshot" if label == "demo-trained" else "zeroshot_random_init")
         cfg = ZeroShotConfig(benchmark=BenchmarkConfig(name="synthetic", root=str(ctx.synth_dir)),
                              model=ModelRef(name=model_name), out=str(out))
@@ -384,6 +387,11 @@ def run_demo(out_dir: str | Path, synth_config: str | Path | None = None, overri
     unknown = [s for s in (stages or []) if s not in known]
     if unknown:
         raise ConfigError(f"unknown demo stage {unknown[0]!r}; stages are: {', '.join(known)}")
+    if overrides and stages and "synth" not in stages:
+        # Otherwise they would be dropped without a word (e.g. a second pretraining override
+        # written without its own --pretrain flag).
+        raise ConfigError(f"synth config overrides {list(overrides)} were given, but the synth stage does not run; "
+                          "pretraining overrides each need their own flag: --pretrain KEY=VALUE")
     ctx = DemoContext(Path(out_dir), Path(synth_config) if synth_config else None, tuple(overrides), workers,
                       pipeline_videos=pipeline_videos, pretrain_overrides=tuple(pretrain_overrides))
     ctx.out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,17 @@ Terms (each returned by name, plus ``total`` = weighted sum):
   (pass ``text_ids``: equal id = identical sentence): ``"negative"`` (plain CLIP),
   ``"ignore"`` (removed from the softmax; DESIGN.md notes repeated narrations hurt),
   or ``"positive"`` (the target is spread uniformly over all pairs with that sentence).
+  ``text_target_temperature`` > 0 replaces the one-hot targets by soft ones,
+  ``softmax(t_i . t_j / temperature)`` over the batch's narrations: two clips whose
+  narrations say the same thing (the same step, in other words) are no longer pushed
+  apart as negatives. The text tower is frozen in OphCLIP, so the targets are fixed
+  by the sentences; identical sentences share the target, which makes ``repeated_text``
+  moot.
+* ``frame_text`` (``frame_text_weight`` > 0, given the clip's per-frame embeddings) — each
+  frame of a clip on its own against the batch's narrations (frame -> text cross-entropy,
+  the clip's narration is the target, soft targets as for ``clip``). Zero-shot recognition
+  scores single frames; this term trains the frames themselves, not only their mean, and
+  gives T times the rows for the same forward pass.
 * ``video_title`` — symmetric InfoNCE between video embeddings and title-summary text.
 * ``video_narration`` — symmetric InfoNCE between video embeddings and the mean of
   their narration embeddings (:func:`mean_text_per_video`).
@@ -64,6 +75,8 @@ class LossCfg:
     video_title_weight: float = 1.0
     video_narration_weight: float = 0.5
     repeated_text: str = "ignore"
+    text_target_temperature: float = 0.0  # > 0: clip-level soft targets from narration similarity (0: one-hot)
+    frame_text_weight: float = 0.0  # > 0: adds the per-frame frame -> narration term at the clip level
     retrieval_mode: str = "off"
     retrieval_weight: float = 0.5
     retrieval_temperature: float = 0.1
@@ -80,6 +93,10 @@ class LossCfg:
             raise ModelError(
                 f"loss.retrieval_mode must be one of {RETRIEVAL_MODES}, got {self.retrieval_mode!r}"
             )
+        if self.text_target_temperature < 0:
+            raise ModelError(f"loss.text_target_temperature must be >= 0 (0 = off), got {self.text_target_temperature}")
+        if self.frame_text_weight < 0:
+            raise ModelError(f"loss.frame_text_weight must be >= 0 (0 = off), got {self.frame_text_weight}")
         if self.retrieval_temperature <= 0:
             raise ModelError(f"loss.retrieval_temperature must be > 0, got {self.retrieval_temperature}")
         if not 0.0 <= self.retrieval_mix <= 1.0:
@@ -215,8 +232,9 @@ def _symmetric_infonce(
     world: _Distributed,
     ids: torch.Tensor | None = None,
     repeated_text: str = "negative",
+    text_target_temperature: float = 0.0,
 ) -> torch.Tensor:
-    """Mean of the a->b and b->a cross-entropies; pair i is (a_i, b_i)."""
+    """Mean of the a->b and b->a cross-entropies; pair i is (a_i, b_i); ``b`` is the text side."""
     n = a.shape[0]
     a_all, b_all = world.gather(a, b)
     ids_all = None if ids is None else world.gather_ids(ids)
@@ -228,6 +246,11 @@ def _symmetric_infonce(
     labels = torch.arange(rows_a.shape[0], device=a.device) + offset
     logits_ab = logit_scale * rows_a @ b_all.T
     logits_ba = logit_scale * rows_b @ a_all.T
+    if text_target_temperature > 0:
+        # Similarity of the row narrations to every narration of the global batch; symmetric,
+        # so the same targets serve both directions.
+        targets = torch.softmax((rows_b @ b_all.T).detach() / text_target_temperature, dim=1)
+        return (F.cross_entropy(logits_ab, targets) + F.cross_entropy(logits_ba, targets)) / 2
     if ids is None or repeated_text == "negative":
         return (F.cross_entropy(logits_ab, labels) + F.cross_entropy(logits_ba, labels)) / 2
     same = row_ids[:, None] == ids_all[None, :]  # same sentence; symmetric, so it serves both directions
@@ -240,6 +263,22 @@ def _symmetric_infonce(
     targets = same.to(logits_ab.dtype)
     targets = targets / targets.sum(dim=1, keepdim=True)
     return (F.cross_entropy(logits_ab, targets) + F.cross_entropy(logits_ba, targets)) / 2
+
+
+def _frame_text_ce(
+    frames: torch.Tensor, texts: torch.Tensor, logit_scale: torch.Tensor, world: _Distributed,
+    text_target_temperature: float = 0.0,
+) -> torch.Tensor:
+    """Mean frame -> text cross-entropy; ``frames`` (B, T, D), frame (i, t) belongs to text i."""
+    batch, steps, dim = frames.shape
+    frames_all, texts_all = world.gather(frames.reshape(batch, steps * dim), texts)
+    rows_frames, rows_texts = (frames, texts) if world.rows_are_local else (frames_all.view(-1, steps, dim), texts_all)
+    owner = torch.arange(rows_texts.shape[0], device=frames.device) + world.row_offset(batch)
+    logits = logit_scale * rows_frames.reshape(-1, dim) @ texts_all.T
+    if text_target_temperature > 0:
+        targets = torch.softmax((rows_texts @ texts_all.T).detach() / text_target_temperature, dim=1)
+        return F.cross_entropy(logits, targets.repeat_interleave(steps, dim=0))
+    return F.cross_entropy(logits, owner.repeat_interleave(steps))
 
 
 class ClipLoss(nn.Module):
@@ -335,17 +374,28 @@ class HierarchicalLoss(nn.Module):
         text_features: torch.Tensor,
         logit_scale: torch.Tensor,
         text_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Clip level: ``clip`` term and ``total``."""
+        """Clip level: ``clip``, ``frame_text`` (if on and ``frame_features`` (B, T, D) given) and ``total``."""
         _check_pair(clip_features, text_features, ("clip_features", "text_features"))
         if text_ids is not None and tuple(text_ids.shape) != (clip_features.shape[0],):
             raise ModelError(
                 f"text_ids must have shape ({clip_features.shape[0]},), got {tuple(text_ids.shape)}"
             )
         clip = _symmetric_infonce(
-            clip_features, text_features, logit_scale, self.world, text_ids, self.cfg.repeated_text
+            clip_features, text_features, logit_scale, self.world, text_ids, self.cfg.repeated_text,
+            self.cfg.text_target_temperature,
         )
-        return {"clip": clip, "total": self.cfg.clip_weight * clip}
+        out = {"clip": clip, "total": self.cfg.clip_weight * clip}
+        if self.cfg.frame_text_weight > 0 and frame_features is not None:
+            if frame_features.ndim != 3 or frame_features.shape[0] != clip_features.shape[0] \
+                    or frame_features.shape[2] != clip_features.shape[1]:
+                raise ModelError(f"frame_features must be (B={clip_features.shape[0]}, T, D={clip_features.shape[1]}), "
+                                 f"got {tuple(frame_features.shape)}")
+            out["frame_text"] = _frame_text_ce(frame_features, text_features, logit_scale, self.world,
+                                               self.cfg.text_target_temperature)
+            out["total"] = out["total"] + self.cfg.frame_text_weight * out["frame_text"]
+        return out
 
     def video_loss(
         self,

@@ -423,9 +423,14 @@ class OphCLIP(nn.Module):
         return self.temporal(frame_features, mask)
 
     def encode_video(
-        self, video: torch.Tensor, normalize: bool = False, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``(B, T, 3, S, S)`` -> ``(B, D)``. ``mask`` (B, T), True for real frames, lets videos of different length share a batch."""
+        self, video: torch.Tensor, normalize: bool = False, mask: torch.Tensor | None = None,
+        return_frames: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, 3, S, S)`` -> ``(B, D)``. ``mask`` (B, T), True for real frames, lets videos of different length share a batch.
+
+        ``return_frames``: also return the ``(B, T, D)`` per-frame embeddings the pooled one is made
+        from (normalised like it), for losses that supervise single frames.
+        """
         if video.ndim != 5 or video.shape[2] != 3:
             raise ModelError(
                 f"encode_video takes (B, T, 3, {self.image_size}, {self.image_size}), got {tuple(video.shape)}"
@@ -435,7 +440,9 @@ class OphCLIP(nn.Module):
             raise ModelError(f"encode_video mask must have shape {(batch, steps)}, got {tuple(mask.shape)}")
         frames = self.encode_image(video.flatten(0, 1)).view(batch, steps, -1)
         pooled = self.pool_frames(frames, None if mask is None else mask.to(frames.device, torch.bool))
-        return F.normalize(pooled, dim=-1) if normalize else pooled
+        if normalize:
+            pooled, frames = F.normalize(pooled, dim=-1), F.normalize(frames, dim=-1)
+        return (pooled, frames) if return_frames else pooled
 
     def encode_text(
         self, tokens: torch.Tensor | dict[str, torch.Tensor], normalize: bool = False

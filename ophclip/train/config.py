@@ -54,6 +54,9 @@ class DataSection:
     # Video level: how many of a video's narration sentences are averaged into its
     # "mean narration" target (a random subset per sample when there are more).
     max_narrations_per_video: int = 8
+    # Clip level: batches are made of runs of this many clips of one video (1: uniform
+    # shuffle), so other steps of the same surgery are among each narration's negatives.
+    clips_per_video: int = 1
     augment: bool = True  # false: train on preprocess_eval (no augmentation at all)
     augmentation: AugmentationCfg = field(default_factory=AugmentationCfg)
     num_workers: int = 0

@@ -54,6 +54,13 @@ class LevelBatchSampler:
     contiguous slice ``rank*G/W : (rank+1)*G/W``. The tail that does not fill a global
     batch is dropped. Iteration starts at ``start_batch`` (batches already consumed), which
     is the whole of the sampler's state.
+
+    ``groups`` (one label per item, e.g. its video) with ``group_size`` > 1 keeps items of a
+    group together: each group's shuffled items are cut into runs of ``group_size`` and the
+    runs are shuffled, so a batch holds several clips of each of a few videos. Their
+    narrations are then the batch's hard negatives: other steps of the *same* surgery, which
+    the anatomy of the video cannot tell apart (with uniform sampling nearly every negative
+    comes from another video, and the tower can win by recognising the video).
     """
 
     def __init__(
@@ -67,6 +74,8 @@ class LevelBatchSampler:
         world_size: int = 1,
         start_batch: int = 0,
         shuffle: bool = True,
+        groups: Sequence[Any] | None = None,
+        group_size: int = 1,
     ):
         if global_batch % world_size:
             raise ValueError(f"global batch {global_batch} does not divide by world size {world_size}")
@@ -80,6 +89,17 @@ class LevelBatchSampler:
         self.rank, self.world_size = rank, world_size
         self.start_batch = start_batch
         self.batches_per_epoch = n_items // global_batch
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        if groups is not None and len(groups) != n_items:
+            raise ValueError(f"{len(groups)} group labels for {n_items} items")
+        self.group_size = group_size
+        self._group_members: list[np.ndarray] = []
+        if groups is not None and group_size > 1:
+            members: dict[Any, list[int]] = {}
+            for i, label in enumerate(groups):
+                members.setdefault(label, []).append(i)
+            self._group_members = [np.asarray(ix) for ix in members.values()]  # first-appearance order: deterministic
 
     def position(self, batches_consumed: int) -> tuple[int, int]:
         """(epoch, batch within the epoch) after ``batches_consumed`` batches."""
@@ -89,7 +109,11 @@ class LevelBatchSampler:
         if not self.shuffle:
             return np.arange(self.n_items)
         rng = np.random.default_rng([self.seed, LEVELS.index(self.level), epoch])
-        return rng.permutation(self.n_items)
+        if not self._group_members:
+            return rng.permutation(self.n_items)
+        runs = [run for members in self._group_members
+                for run in np.array_split(rng.permutation(members), -(-len(members) // self.group_size))]
+        return np.concatenate([runs[i] for i in rng.permutation(len(runs))])
 
     def global_batch_keys(self, batch_number: int) -> list[SampleKey]:
         epoch, b = self.position(batch_number)
@@ -168,6 +192,11 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    @property
+    def video_ids(self) -> list[str]:
+        """The video of each clip, by dataset index."""
+        return self._video_ids
 
     def window(self, index: int, rng: np.random.Generator | None) -> tuple[float, float]:
         """The [start, end) seconds sampled inside clip ``index`` (the whole clip if it is shorter)."""

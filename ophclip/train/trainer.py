@@ -121,9 +121,12 @@ class _Encoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frames: torch.Tensor | None = None, tokens: Any = None) -> dict[str, torch.Tensor]:
+    def forward(self, frames: torch.Tensor | None = None, tokens: Any = None,
+                with_frames: bool = False) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
-        if frames is not None:
+        if frames is not None and with_frames:
+            out["video"], out["frames"] = self.model.encode_video(frames, normalize=True, return_frames=True)
+        elif frames is not None:
             out["video"] = self.model.encode_video(frames, normalize=True)
         if tokens is not None:
             out["text"] = self.model.encode_text(tokens, normalize=True)
@@ -149,7 +152,8 @@ class LevelLoss:
         neighbours: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         if level == CLIP:
-            return self.loss.clip_loss(features["video"], features["text"], logit_scale, text_ids=features.get("text_ids"))
+            return self.loss.clip_loss(features["video"], features["text"], logit_scale, text_ids=features.get("text_ids"),
+                                       frame_features=features.get("frames"))
         neighbour_features, neighbour_scores = neighbours if neighbours is not None else (None, None)
         return self.loss.video_loss(
             features["video"],
@@ -414,6 +418,8 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             start_batch=self.consumed[level],
+            groups=dataset.video_ids if level == CLIP else None,
+            group_size=self.cfg.data.clips_per_video if level == CLIP else 1,
         )
 
     def _loader(self, level: str) -> DataLoader:
@@ -468,7 +474,8 @@ class Trainer:
         if self.text_cache is None:
             tokens = _to_device(self.components.tokenizer(texts + flat), self.device)
         with self._autocast():
-            out = self.encoder(frames=frames, tokens=tokens)
+            out = self.encoder(frames=frames, tokens=tokens,
+                               with_frames=level == CLIP and self.cfg.loss.frame_text_weight > 0)
         if self.text_cache is None:
             text_emb = out["text"].float()
         else:
@@ -476,6 +483,8 @@ class Trainer:
         feats = {"video": out["video"].float(), "text": text_emb[: len(texts)]}
         if level == CLIP:
             feats["text_ids"] = torch.tensor([self._text_ids[t] for t in texts], device=self.device)
+            if "frames" in out:
+                feats["frames"] = out["frames"].float()
         elif flat:
             owner = torch.repeat_interleave(torch.arange(len(narrations)), torch.tensor([len(s) for s in narrations]))
             feats["narration"] = mean_text_per_video(text_emb[len(texts) :], owner.to(self.device), len(narrations))

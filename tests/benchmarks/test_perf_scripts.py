@@ -135,3 +135,17 @@ def test_the_readme_results_are_rendered_from_the_json_and_replace_only_the_mark
     write_into(readme, body)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("after\n") and "old numbers" not in text and "1234" in text
+
+
+def test_phase_ceiling_smallest(tmp_path, synth_tiny_dir, synth_tiny_root, one_thread):
+    from benchmarks.phase_ceiling import main
+
+    result = main(["--synth", str(synth_tiny_dir), "--root", str(synth_tiny_root), "--steps", "2", "--batch", "4",
+                   "--models", "OphCLIP-tiny-MiniLM", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "phase_ceiling.json").read_text())
+    _machine_ok(saved["machine"])
+    (run,) = saved["runs"]
+    assert run == json.loads(json.dumps(result["runs"][0]))
+    assert run["train_videos"] > 0 and run["test_videos"] > 0 and run["train_frames"] > run["train_videos"]
+    assert 0.0 <= run["phase_accuracy"] <= run["phase_accuracy_surgery_known"] + 1e-9 <= 1.0 + 1e-9
+    assert math.isfinite(run["final_loss"]) and "| OphCLIP-tiny-MiniLM | 2 | 1 |" in (tmp_path / "phase_ceiling.md").read_text()

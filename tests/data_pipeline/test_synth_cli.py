@@ -83,3 +83,9 @@ def test_demo_runs_the_data_stages_and_writes_the_report(tmp_path):
 def test_demo_rejects_unknown_stage(tmp_path):
     with pytest.raises(ConfigError, match="unknown demo stage 'trian'"):
         run_demo(tmp_path, stages=["trian"])
+
+
+def test_demo_rejects_synth_overrides_when_synth_does_not_run(tmp_path):
+    # `--pretrain a=1 b=2` passes b=2 as a synth override; it must not vanish silently.
+    with pytest.raises(ConfigError, match="--pretrain KEY=VALUE"):
+        run_demo(tmp_path, overrides=["loss.clip_weight=2"], stages=["pretrain"])

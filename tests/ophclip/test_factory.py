@@ -15,7 +15,7 @@ from ophclip.errors import ModelError
 from ophclip.pretrained import minilm_dir
 
 TINY = "OphCLIP-tiny-MiniLM"
-SHIPPED = {"OphCLIP-tiny-MiniLM", "OphCLIP-ViT-B-16", "OphCLIP-RN50-BioClinicalBERT"}
+SHIPPED = {"OphCLIP-tiny-MiniLM", "OphCLIP-tiny-RN-MiniLM", "OphCLIP-ViT-B-16", "OphCLIP-RN50-BioClinicalBERT"}
 
 
 @pytest.fixture
@@ -84,12 +84,13 @@ def test_open_clip_tokenizer_matches_open_clip():
     assert torch.equal(tok(texts), open_clip.get_tokenizer("ViT-B-16")(texts))
 
 
-def test_pretrained_folder_and_saved_name_both_load(tmp_path):
+@pytest.mark.parametrize("name", [TINY, "OphCLIP-tiny-RN-MiniLM"])  # a ViT and a ModifiedResNet tower
+def test_pretrained_folder_and_saved_name_both_load(tmp_path, name):
     torch.manual_seed(3)
-    model, _, preprocess = ophclip.create_model_and_transforms(TINY)
+    model, _, preprocess = ophclip.create_model_and_transforms(name)
     model.save_pretrained(tmp_path)
     from_name, train_tf, eval_tf = ophclip.create_model_and_transforms(
-        TINY, pretrained=tmp_path, text_frozen=False
+        name, pretrained=tmp_path, text_frozen=False
     )
     from_dir = ophclip.create_model(tmp_path)
     for loaded in (from_name, from_dir):

@@ -130,6 +130,69 @@ def test_repeated_text_modes_really_differ():
         ).item() == pytest.approx(base, abs=1e-12)
 
 
+def ref_text_target_infonce(a, b, scale, tau) -> float:
+    n = a.shape[0]
+    total = 0.0
+    for i in range(n):
+        z = sum(math.exp(float(b[i] @ b[k]) / tau) for k in range(n))
+        target = {j: math.exp(float(b[i] @ b[j]) / tau) / z for j in range(n)}
+        total += ref_row_ce([float(a[i] @ b[j]) * scale for j in range(n)], target, set(range(n)))
+        total += ref_row_ce([float(b[i] @ a[j]) * scale for j in range(n)], target, set(range(n)))
+    return total / (2 * n)
+
+
+def test_text_similarity_targets_match_loop_reference_and_gradient():
+    a, b = unit(8, 16, seed=11).requires_grad_(), unit(8, 16, seed=12)
+    b[5] = F.normalize(b[1] + 0.1 * b[5], dim=0)  # two narrations that say nearly the same thing
+    loss_fn = HierarchicalLoss(LossCfg(text_target_temperature=0.2), world_size=1)
+    loss = loss_fn.clip_loss(a, b, torch.tensor(10.0, dtype=torch.float64))["clip"]
+    assert loss.item() == pytest.approx(ref_text_target_infonce(a.detach(), b, 10.0, 0.2), abs=1e-9)
+    # The targets are fixed by the (frozen) text: no gradient reaches them through the softmax.
+    b_grad = b.clone().requires_grad_()
+    HierarchicalLoss(LossCfg(text_target_temperature=0.2), world_size=1).clip_loss(
+        a.detach(), b_grad, torch.tensor(10.0, dtype=torch.float64))["clip"].backward()
+    a2 = a.detach().clone()
+    targets = torch.softmax(b @ b.T / 0.2, dim=1)
+    expected = torch.autograd.functional.jacobian(
+        lambda t: (F.cross_entropy(10.0 * a2 @ t.T, targets) + F.cross_entropy(10.0 * t @ a2.T, targets)) / 2, b)
+    torch.testing.assert_close(b_grad.grad, expected, atol=1e-9, rtol=0)
+    # A near-zero temperature gives one-hot targets for distinct sentences: plain CLIP.
+    sharp = HierarchicalLoss(LossCfg(text_target_temperature=1e-4), world_size=1)
+    distinct = unit(8, 16, seed=13)
+    assert sharp.clip_loss(a.detach(), distinct, torch.tensor(10.0, dtype=torch.float64))["clip"].item() == \
+        pytest.approx(ref_infonce(a.detach(), distinct, 10.0), abs=1e-9)
+    with pytest.raises(ModelError, match="text_target_temperature"):
+        LossCfg(text_target_temperature=-1.0).validate()
+
+
+def ref_frame_text(frames, texts, scale, tau=0.0) -> float:
+    n, steps, _ = frames.shape
+    total = 0.0
+    for i in range(n):
+        if tau > 0:
+            z = sum(math.exp(float(texts[i] @ texts[k]) / tau) for k in range(n))
+            target = {j: math.exp(float(texts[i] @ texts[j]) / tau) / z for j in range(n)}
+        else:
+            target = {i: 1.0}
+        for t in range(steps):
+            total += ref_row_ce([float(frames[i, t] @ texts[j]) * scale for j in range(n)], target, set(range(n)))
+    return total / (n * steps)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.2])
+def test_frame_text_term_matches_loop_reference_and_is_weighted_into_total(tau):
+    clips, texts, frames = unit(6, 16, seed=21), unit(6, 16, seed=22), unit(6, 3, 16, seed=23)
+    loss_fn = HierarchicalLoss(LossCfg(frame_text_weight=0.5, text_target_temperature=tau), world_size=1)
+    out = loss_fn.clip_loss(clips, texts, torch.tensor(10.0, dtype=torch.float64), frame_features=frames)
+    assert out["frame_text"].item() == pytest.approx(ref_frame_text(frames, texts, 10.0, tau), abs=1e-9)
+    assert out["total"].item() == pytest.approx(out["clip"].item() + 0.5 * out["frame_text"].item(), abs=1e-12)
+    off = HierarchicalLoss(LossCfg(text_target_temperature=tau), world_size=1).clip_loss(
+        clips, texts, torch.tensor(10.0, dtype=torch.float64), frame_features=frames)
+    assert "frame_text" not in off and off["total"].item() == pytest.approx(out["clip"].item(), abs=1e-12)
+    with pytest.raises(ModelError, match="frame_features must be"):
+        loss_fn.clip_loss(clips, texts, torch.tensor(10.0), frame_features=frames[:, :, :8])
+
+
 def test_video_level_terms_and_weighted_total_match_reference():
     v, t, nar = unit(8, 12, seed=7), unit(8, 12, seed=8), unit(8, 12, seed=9)
     cfg = LossCfg(video_title_weight=0.7, video_narration_weight=0.3, retrieval_mode="off")

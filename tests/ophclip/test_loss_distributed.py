@@ -34,6 +34,9 @@ SCALE = 11.0
 FLAG_CASES = [
     {"local_loss": False, "gather_with_grad": True},
     {"local_loss": True, "gather_with_grad": True},
+    {"local_loss": True, "gather_with_grad": True, "text_target_temperature": 0.2},  # soft clip-level targets
+    {"local_loss": False, "gather_with_grad": True, "frame_text_weight": 0.5},  # per-frame term
+    {"local_loss": True, "gather_with_grad": True, "frame_text_weight": 0.5, "text_target_temperature": 0.2},
 ]
 
 
@@ -49,6 +52,7 @@ def global_batch() -> dict[str, torch.Tensor]:
     scores[6, :] = float("-inf")
     return {
         "clip": unit(n, DIM),
+        "frames": unit(n, 3, DIM),
         "text": unit(n, DIM),
         "text_ids": torch.tensor([0, 1, 0, 2, 3, 1, 4, 0]),
         "video": unit(n, DIM),
@@ -73,10 +77,11 @@ def losses_and_grads(
         loss_fn = HierarchicalLoss(cfg, rank=rank, world_size=world_size)
         leaves = {
             k: batch[k].clone().requires_grad_()
-            for k in ("clip", "text", "video", "title", "narration", "neighbours")
+            for k in ("clip", "frames", "text", "video", "title", "narration", "neighbours")
         }
         clip = loss_fn.clip_loss(
-            leaves["clip"], leaves["text"], torch.tensor(SCALE), text_ids=batch["text_ids"]
+            leaves["clip"], leaves["text"], torch.tensor(SCALE), text_ids=batch["text_ids"],
+            frame_features=leaves["frames"],
         )
         video = loss_fn.video_loss(
             leaves["video"],
@@ -93,7 +98,7 @@ def losses_and_grads(
         }.items():
             out[f"{mode}/loss/{name}"] = value.detach()
         for name, leaf in leaves.items():
-            out[f"{mode}/grad/{name}"] = leaf.grad.detach().clone()
+            out[f"{mode}/grad/{name}"] = torch.zeros_like(leaf) if leaf.grad is None else leaf.grad.detach().clone()
     return out
 
 
@@ -173,7 +178,9 @@ def test_losses_and_feature_grads_equal_single_process(rank_results, case, mode)
             torch.testing.assert_close(per_rank.mean(), expected, atol=1e-5, rtol=0, msg=f"{name}")
         else:
             torch.testing.assert_close(per_rank, expected.expand(WORLD), atol=1e-5, rtol=0, msg=f"{name}")
-    for name in ("clip", "text", "video", "title", "narration", "neighbours"):
+    if flags.get("frame_text_weight"):
+        assert "frame_text" in loss_names
+    for name in ("clip", "frames", "text", "video", "title", "narration", "neighbours"):
         grads = torch.cat([r[f"{prefix}/grad/{name}"] for r in rank_results])
         torch.testing.assert_close(
             grads, WORLD * reference[f"{mode}/grad/{name}"], atol=1e-5, rtol=0, msg=name

@@ -64,6 +64,9 @@ def test_encoders_shapes_and_normalisation(tiny, tokenizer):
         vid = model.encode_video(x.unsqueeze(0), normalize=True)
         txt = model.encode_text(tokenizer(SENTENCES), normalize=True)
         raw = model.encode_image(x)
+        pooled, per_frame = model.encode_video(x.unsqueeze(0), normalize=True, return_frames=True)
+    torch.testing.assert_close(pooled, vid)
+    torch.testing.assert_close(per_frame[0], img, atol=1e-5, rtol=0)  # the frames the clip is pooled from
     assert img.shape == (5, 384) and vid.shape == (1, 384) and txt.shape == (3, 384)
     for emb in (img, vid, txt):
         torch.testing.assert_close(emb.norm(dim=-1), torch.ones(emb.shape[0]), atol=1e-5, rtol=0)

@@ -17,11 +17,12 @@ _register_all()
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
-@pytest.mark.parametrize("name", ["pretrain_tiny.yaml", "pretrain_demo.yaml"])
-def test_shipped_configs_load_and_validate(name):
+@pytest.mark.parametrize(("name", "model"), [("pretrain_tiny.yaml", "OphCLIP-tiny-MiniLM"),
+                                           ("pretrain_demo.yaml", "OphCLIP-tiny-RN-MiniLM")])
+def test_shipped_configs_load_and_validate(name, model):
     cfg = load_config(PretrainConfig, CONFIGS / name, ["data.root=somewhere"])
     validate(cfg)
-    assert cfg.model.name == "OphCLIP-tiny-MiniLM"
+    assert cfg.model.name == model
 
 
 def test_pretrain_runs_and_prints_a_summary_table(dataset_root, tiny_model_config, tmp_path):

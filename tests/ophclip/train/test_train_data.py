@@ -47,6 +47,30 @@ def test_levels_and_seeds_give_different_orders():
     assert a != b and a != c
 
 
+def test_grouped_batches_keep_runs_of_one_video_and_still_visit_every_item_once():
+    videos = [f"v{i % 7}" for i in range(61)]  # 7 videos of 8-9 clips, interleaved by index
+    sampler = LevelBatchSampler(61, 12, seed=2, level="clip", groups=videos, group_size=4)
+    order = sampler.order(0)
+    assert sorted(order.tolist()) == list(range(61))  # a permutation: nothing dropped or repeated
+    # Cut at video changes, the order is runs of at most 4 clips of one video, and most are full.
+    runs, start = [], 0
+    for k in range(1, 62):
+        if k == 61 or videos[order[k]] != videos[order[k - 1]]:
+            runs.append(k - start)
+            start = k
+    assert sum(runs) == 61 and np.mean(runs) > 3.0
+    uniform = LevelBatchSampler(61, 12, seed=2, level="clip").order(0)
+    same_video = {name: sum(videos[o[k]] == videos[o[k + 1]] for k in range(60)) for name, o in
+                  (("grouped", order), ("uniform", uniform))}
+    assert same_video["grouped"] > 2 * same_video["uniform"], same_video
+    # Deterministic per (seed, epoch) and resumable like the plain sampler.
+    again = LevelBatchSampler(61, 12, seed=2, level="clip", groups=videos, group_size=4, start_batch=6)
+    assert _take(again, 3) == _take(sampler, 9)[6:]
+    assert not np.array_equal(sampler.order(1), order)
+    with pytest.raises(ValueError, match="group labels"):
+        LevelBatchSampler(61, 12, seed=2, level="clip", groups=videos[:5], group_size=4)
+
+
 def test_fewer_samples_than_a_global_batch_is_a_clear_error():
     with pytest.raises(DataError, match="clip_batch_size"):
         LevelBatchSampler(3, 8, seed=0, level="clip")

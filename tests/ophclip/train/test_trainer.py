@@ -214,3 +214,33 @@ def test_a_folder_that_is_not_a_dataset_root_is_named_before_any_model_is_built(
     cfg = load_config(PretrainConfig, None, [f"data.root={tmp_path / 'nowhere'}", f"train.output_dir={tmp_path / 'run'}"])
     with pytest.raises(DataError, match=r"data\.root = '.*nowhere' is not a dataset root"):
         Trainer(cfg)
+
+
+def test_the_frame_text_term_trains_single_frames_and_accumulates_exactly(dataset_root, tiny_model_config, tmp_path):
+    extra = {"loss.frame_text_weight": 0.5, "loss.text_target_temperature": 0.1}
+    (loss_a, grads_a), (loss_b, grads_b) = (
+        _gradients(Trainer(_cfg(dataset_root, tiny_model_config, tmp_path / f"r{accum}", **extra,
+                                **{"train.accum_freq": accum})), "clip") for accum in (1, 2))
+    assert loss_a["frame_text"] > 0 and loss_b["frame_text"] == pytest.approx(loss_a["frame_text"], abs=1e-6)
+    assert loss_a["total"] == pytest.approx(loss_a["clip"] + 0.5 * loss_a["frame_text"], abs=1e-6)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-5, msg=name)
+    # The term changes the vision tower's gradient (it is not a logged-only quantity).
+    _, grads_off = _gradients(Trainer(_cfg(dataset_root, tiny_model_config, tmp_path / "off",
+                                           **{"loss.text_target_temperature": 0.1})), "clip")
+    name = next(n for n in grads_a if n.startswith("visual."))
+    assert not torch.allclose(grads_a[name], grads_off[name])
+
+
+def test_clips_per_video_groups_the_clip_batches_by_video(dataset_root, tiny_model_config, tmp_path):
+    def same_video_neighbours(trainer):
+        videos = trainer.levels.clip.video_ids
+        order = trainer._sampler("clip").order(0)
+        return sum(videos[a] == videos[b] for a, b in zip(order[:-1], order[1:], strict=True))
+
+    grouped = Trainer(_cfg(dataset_root, tiny_model_config, tmp_path / "g", **{"data.clips_per_video": 4}))
+    plain = Trainer(_cfg(dataset_root, tiny_model_config, tmp_path / "p"))
+    n = len(grouped.levels.clip)
+    n_videos = len(set(grouped.levels.clip.video_ids))
+    # Runs of 4 clips of one video: every adjacent pair inside a run is the same video.
+    assert same_video_neighbours(grouped) >= n - 2 * n_videos > same_video_neighbours(plain)
