@@ -74,9 +74,9 @@ def run_one(variant: str, seed: int, overrides: list[str], synth: Path, root: Pa
             steps: int | None) -> dict:
     """Pretrain one variant with one seed, evaluate it zero-shot and against the silent bank; cache the row."""
     from benchmarks.run import run_zeroshot_config
-    from ophclip.cli.bank import bank_gallery, build_bank
+    from ophclip.bank import bank_gallery, build_bank
     from ophclip.config import load_config
-    from ophclip.demo import _packaged_config
+    from ophclip.demo import packaged_config
     from ophclip.evaluate import BenchmarkConfig, ModelRef, ZeroShotConfig
     from ophclip.train import PretrainConfig, pretrain
 
@@ -84,7 +84,7 @@ def run_one(variant: str, seed: int, overrides: list[str], synth: Path, root: Pa
     if row_path.is_file():
         return json.loads(row_path.read_text())
     extra = [f"train.steps={steps}"] if steps else []
-    cfg = load_config(PretrainConfig, _packaged_config("pretrain_demo.yaml"),
+    cfg = load_config(PretrainConfig, packaged_config("pretrain_demo.yaml"),
                       [f"data.root={root}", f"train.output_dir={run_dir / 'pretrain'}", f"train.seed={seed}",
                        "log.tensorboard=false", *overrides, *extra])
     t0 = time.perf_counter()

@@ -231,7 +231,7 @@ def pretrain_stage(ctx: DemoContext) -> str:
     from .train.logs import loss_curve
 
     run_dir = ctx.out_dir / "pretrain"
-    cfg = load_config(PretrainConfig, _packaged_config("pretrain_demo.yaml"),
+    cfg = load_config(PretrainConfig, packaged_config("pretrain_demo.yaml"),
                       [f"data.root={ctx.root_dir}", f"train.output_dir={run_dir}", *ctx.pretrain_overrides])
     summary = pretrain(cfg)
     png = loss_curve(run_dir / "log.jsonl", ctx.out_dir / "loss_curve.png", title="demo pretraining loss")
@@ -285,7 +285,7 @@ def retrieval_stage(ctx: DemoContext) -> str:
 
     import ophclip
 
-    from .cli.bank import bank_gallery, build_bank
+    from .bank import bank_gallery, build_bank
     from .train import PretrainConfig
 
     cfg = load_config(PretrainConfig, ctx.out_dir / "pretrain" / "config.yaml")
@@ -335,7 +335,7 @@ def _lazy(module: str, name: str) -> Callable[[DemoContext], str]:
     return getattr(importlib.import_module(module), name)
 
 
-def _packaged_config(name: str) -> Path:
+def packaged_config(name: str) -> Path:
     """A YAML from the repo's configs/ (the demo runs from a checkout; `make demo`)."""
     path = Path(__file__).resolve().parents[1] / "configs" / name
     if not path.is_file():
