@@ -70,6 +70,17 @@ def ensure_data(data_dir: Path) -> tuple[Path, Path]:
     return synth, root
 
 
+def ssl_init_variant(vision: Path) -> tuple[str, list[str]]:
+    """The ablation row for an SSL-pretrained tower: the row of the same tower, started from it."""
+    model = json.loads((vision / "vision_config.json").read_text())["model_name"]
+    init = f"model.init_vision_from={vision}"
+    if model == "OphCLIP-tiny-MiniLM":
+        return "hierarchical, SSL-initialised vision", [*BASE, init]
+    if model == "OphCLIP-tiny-RN-MiniLM":
+        return "hierarchical, CNN tower + video-grouped clip batches, SSL-initialised", [*CNN, *GROUPED, init]
+    return f"hierarchical, {model}, SSL-initialised", [*OFF, f"model.name={model}", init]
+
+
 def run_one(variant: str, seed: int, overrides: list[str], synth: Path, root: Path, run_dir: Path,
             steps: int | None) -> dict:
     """Pretrain one variant with one seed, evaluate it zero-shot and against the silent bank; cache the row."""
@@ -165,8 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=None, help=f"subset of: {'; '.join(VARIANTS)}")
-    p.add_argument("--ssl-init", type=Path, default=None,
-                   help="an `ophclip ssl` output's vision/ folder: adds 'hierarchical, SSL-initialised vision'")
+    p.add_argument("--ssl-init", type=Path, nargs="+", default=None,
+                   help="`ophclip ssl` output vision/ folders: each adds an SSL-initialised row for its tower")
     p.add_argument("--steps", type=int, default=None, help="override the demo's train.steps (default: the demo's)")
     p.add_argument("--cached-only", action="store_true", help="tabulate the finished runs only; train nothing")
     args = p.parse_args(argv)
@@ -174,8 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.setLevel(logging.INFO)
 
     variants = dict(VARIANTS)
-    if args.ssl_init is not None:
-        variants["hierarchical, SSL-initialised vision"] = [*BASE, f"model.init_vision_from={args.ssl_init}"]
+    for vision in args.ssl_init or []:
+        name, overrides = ssl_init_variant(vision)
+        variants[name] = overrides
     chosen = args.variants or list(variants)
     unknown = [v for v in chosen if v not in variants]
     if unknown:

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
               for k, v in rows.items()]
     md = "\n".join(lines) + "\n"
     atomic_write_text(args.out / "ssl_probe.md", md)
-    result = {"rows": rows, "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases"}
+    result = {"rows": rows, "model_name": args.model_name,
+              "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases"}
     atomic_write_json(args.out / "ssl_probe.json", result)
     print(md)
     return result

@@ -130,6 +130,19 @@ def test_the_readme_results_are_rendered_from_the_json_and_replace_only_the_mark
     (tmp_path / "perf_data.json").write_text(json.dumps({"machine": machine, "rows": rows}))
     body = render(tmp_path)
     assert "| frame cache | 1234 | 7.25 |" in body and "Training step" not in body  # absent JSON: no table
+    # The ceiling table averages the runs of each (model, steps); each ssl_probe*/ folder adds a table.
+    runs = [{"model": "M", "steps": 10, "phase_accuracy": a, "phase_accuracy_surgery_known": a + 0.1, "train_s": 4.0}
+            for a in (0.2, 0.4)]
+    (tmp_path / "phase_ceiling").mkdir()
+    (tmp_path / "phase_ceiling" / "phase_ceiling.json").write_text(
+        json.dumps({"machine": machine, "runs": runs, "protocol": "p"}))
+    for folder, model in (("ssl_probe", "A"), ("ssl_probe_cnn", "B")):
+        (tmp_path / folder).mkdir()
+        rows = {"random init": {"linear_accuracy": 0.5, "linear_f1": 0.25, "knn_accuracy": 0.125, "knn_f1": 0.0625}}
+        (tmp_path / folder / "ssl_probe.json").write_text(json.dumps({"rows": rows, "model_name": model, "protocol": "q"}))
+    body = render(tmp_path)
+    assert "| M | 10 | 2 | 0.300 ± 0.100 | 0.400 ± 0.100 | 4 |" in body
+    assert "vision tower (A)" in body and "vision tower (B)" in body and "| random init | 0.500 | 0.250 | 0.125 | 0.062 |" in body
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold numbers\n{END}\nafter\n")
     write_into(readme, body)
