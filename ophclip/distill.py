@@ -653,15 +653,25 @@ def _write_run_files(out_dir: Path, cfg: DistillConfig, history, agreement, coun
 # --------------------------------------------------------------------------- `ophclip demo` stage
 
 
+def demo_teacher(ctx) -> str | None:
+    """The demo's pretrained model folder: from this run's pretrain stage, or left in ``ctx.out_dir`` by an earlier one."""
+    pretrained = ctx.results.get("pretrain", {}).get("model_dir")
+    earlier = ctx.out_dir / "pretrain" / "final"
+    if pretrained is None and (earlier / "model.safetensors").is_file():
+        pretrained = str(earlier)  # e.g. `ophclip demo --stages pretrain`, then `--stages distill`
+    return pretrained
+
+
 def demo_distill_stage(ctx, overrides: Sequence[str] = ("train.steps=200",), progress: bool = True) -> str:
-    """Distil the demo's teacher (the pretrain stage's model if it ran, else the random-init default) on its root.
+    """Distil the demo's teacher (the pretrain stage's model if it ran, now or earlier into the same folder,
+    else the random-init default) on its root.
 
     ``ctx`` is :class:`ophclip.demo.DemoContext`; ``overrides`` are dotted :class:`DistillConfig` overrides
     applied last. Stores ``ctx.results["distill"]`` and returns Markdown.
     """
     from .config import load_config
 
-    pretrained = ctx.results.get("pretrain", {}).get("model_dir")
+    pretrained = demo_teacher(ctx)
     prompts = Path(__file__).resolve().parents[1] / "benchmarks" / "prompts" / "synthetic.yaml"
     base = [f"data.root={ctx.root_dir}", f"train.output_dir={ctx.out_dir / 'distill'}",
             f"teacher.name={pretrained or 'OphCLIP-tiny-MiniLM'}"]

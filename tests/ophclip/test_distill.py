@@ -180,3 +180,17 @@ def test_distillation_loss_falls_and_the_student_streams(synth_tiny_root, synth_
     assert streamed["video_id"] == row["video_id"] and streamed["latency"]["frames"] == n_frames
     assert 0.0 <= streamed["accuracy"] <= 1.0
     assert (ctx.out_dir / "stream_ribbon.png").stat().st_size > 0 and "frames/s" in section
+
+
+def test_the_demo_distils_a_teacher_pretrained_by_an_earlier_demo_invocation(tmp_path):
+    from ophclip.demo import DemoContext
+    from ophclip.distill import demo_teacher
+
+    ctx = DemoContext(tmp_path)
+    assert demo_teacher(ctx) is None  # nothing pretrained: the random-init default
+    final = tmp_path / "pretrain" / "final"
+    final.mkdir(parents=True)
+    (final / "model.safetensors").write_bytes(b"")
+    assert demo_teacher(ctx) == str(final)
+    ctx.results["pretrain"] = {"model_dir": "this/run"}
+    assert demo_teacher(ctx) == "this/run"
