@@ -373,7 +373,8 @@ STAGES: list[Stage] = [
     Stage("pretrain", "Hierarchical pretraining (clip and video levels)", pretrain_stage),
     Stage("zeroshot", "Zero-shot evaluation on the held-out videos", zeroshot_stage),
     Stage("retrieval", "Silent-video memory bank and retrieval", retrieval_stage),
-    Stage("distill", "Real-time student (distillation)", lambda ctx: _lazy("ophclip.distill", "demo_distill_stage")(ctx, ("train.steps=100",))),
+    Stage("distill", "Real-time student (distillation)", lambda ctx: _lazy("ophclip.distill", "demo_distill_stage")(
+          ctx, ("train.steps=100", "student.name=OphCLIP-student-RN-Micro"))),
     Stage("stream", "Streaming phase recognition", lambda ctx: _lazy("ophclip.stream", "demo_stream_stage")(ctx)),
 ]
 

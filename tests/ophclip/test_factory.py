@@ -15,7 +15,7 @@ from ophclip.errors import ModelError
 from ophclip.pretrained import minilm_dir
 
 TINY = "OphCLIP-tiny-MiniLM"
-SHIPPED = {"OphCLIP-tiny-MiniLM", "OphCLIP-tiny-RN-MiniLM", "OphCLIP-ViT-B-16", "OphCLIP-RN50-BioClinicalBERT"}
+SHIPPED = {"OphCLIP-tiny-MiniLM", "OphCLIP-tiny-RN-MiniLM", "OphCLIP-student-RN-Micro", "OphCLIP-ViT-B-16", "OphCLIP-RN50-BioClinicalBERT"}
 
 
 @pytest.fixture
