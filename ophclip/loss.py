@@ -225,6 +225,12 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> Non
         raise ModelError(f"{names[0]} is an empty batch")
 
 
+def text_similarity_targets(rows: torch.Tensor, columns: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft targets ``softmax(rows @ columns.T / temperature)``: each row narration's similarity to
+    every narration of the (global) batch. Detached: they are targets, not a path for gradient."""
+    return torch.softmax((rows @ columns.T).detach() / temperature, dim=1)
+
+
 def _symmetric_infonce(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -247,9 +253,8 @@ def _symmetric_infonce(
     logits_ab = logit_scale * rows_a @ b_all.T
     logits_ba = logit_scale * rows_b @ a_all.T
     if text_target_temperature > 0:
-        # Similarity of the row narrations to every narration of the global batch; symmetric,
-        # so the same targets serve both directions.
-        targets = torch.softmax((rows_b @ b_all.T).detach() / text_target_temperature, dim=1)
+        # Symmetric similarities, so the same targets serve both directions.
+        targets = text_similarity_targets(rows_b, b_all, text_target_temperature)
         return (F.cross_entropy(logits_ab, targets) + F.cross_entropy(logits_ba, targets)) / 2
     if ids is None or repeated_text == "negative":
         return (F.cross_entropy(logits_ab, labels) + F.cross_entropy(logits_ba, labels)) / 2
@@ -276,7 +281,7 @@ def _frame_text_ce(
     owner = torch.arange(rows_texts.shape[0], device=frames.device) + world.row_offset(batch)
     logits = logit_scale * rows_frames.reshape(-1, dim) @ texts_all.T
     if text_target_temperature > 0:
-        targets = torch.softmax((rows_texts @ texts_all.T).detach() / text_target_temperature, dim=1)
+        targets = text_similarity_targets(rows_texts, texts_all, text_target_temperature)
         return F.cross_entropy(logits, targets.repeat_interleave(steps, dim=0))
     return F.cross_entropy(logits, owner.repeat_interleave(steps))
 
