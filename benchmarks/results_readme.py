@@ -36,7 +36,8 @@ def ablation_section(d: dict) -> list[str]:
     order = [v for v in VARIANTS if v in d["table"]] + [v for v in d["table"] if v not in VARIANTS]
     table = {v: d["table"][v] for v in order}
     return ["### Ablation (`python -m benchmarks.ablation`)", "",
-            f"Demo config and budget (150 steps), seeds {seeds}, 12 held-out synthetic videos; mean ± std over "
+            f"Demo config and budget (150 steps) with each row's overrides (`VARIANTS` in `benchmarks/ablation.py`; "
+            f"rows without \"CNN\" use the tiny ViT), seeds {seeds}, 12 held-out synthetic videos; mean ± std over "
             f"the seeds each variant has. Tabulated {d['finished']} on {d['processor'] or d['machine']}; "
             "`train s` is wall time on a machine shared with other runs.", "",
             markdown(table, d["chance"]).rstrip(), ""]
