@@ -441,8 +441,10 @@ class OphCLIP(nn.Module):
         frames = self.encode_image(video.flatten(0, 1)).view(batch, steps, -1)
         pooled = self.pool_frames(frames, None if mask is None else mask.to(frames.device, torch.bool))
         if normalize:
-            pooled, frames = F.normalize(pooled, dim=-1), F.normalize(frames, dim=-1)
-        return (pooled, frames) if return_frames else pooled
+            pooled = F.normalize(pooled, dim=-1)
+        if not return_frames:
+            return pooled
+        return pooled, (F.normalize(frames, dim=-1) if normalize else frames)
 
     def encode_text(
         self, tokens: torch.Tensor | dict[str, torch.Tensor], normalize: bool = False
