@@ -46,6 +46,9 @@ class ViewsSection:
     local_span_s: tuple[float, float] = (0.5, 2.0)
     global_crop_scale: tuple[float, float] = (0.4, 1.0)
     local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    # All views of a sample inside one window of this many seconds (None: anywhere in the
+    # video, as SVT). Keep it shorter than a typical phase so the views share one step.
+    window_s: float | None = None
     hflip_prob: float = 0.5
     color_jitter: float = 0.4
     hue: float = 0.0
@@ -58,6 +61,10 @@ class SSLDataSection:
     # Videos whose videos.parquet `split` (when the column exists) is listed here are held out,
     # as in pretraining (train.data.exclude_splits): evaluation videos stay unseen.
     exclude_splits: list[str] = field(default_factory=lambda: ["eval"])
+    # Items drawn from each video per epoch, kept together in runs within a batch (as
+    # pretraining's data.clips_per_video). With InfoNCE the other moments of the same surgery
+    # become negatives, so the features must tell its steps apart, not just its video.
+    clips_per_video: int = 1
     views: ViewsSection = field(default_factory=ViewsSection)
 
 
@@ -81,6 +88,11 @@ class SSLLossSection:
     warmup_teacher_temp_steps: int = 0  # ... over these steps
     center_momentum: float = 0.9
     infonce_temp: float = 0.2  # method=infonce: MoCo-v3-style InfoNCE, student queries vs EMA-teacher keys
+    # > 0: each global view's feature also predicts where the view lies in its video (centre
+    # time / duration) through a linear layer; binary cross-entropy on that fraction, times
+    # this weight. A surgery's steps come in order, so its progress is a free proxy for its
+    # phase (remaining-surgery-duration pretraining, Yengera et al. 2018; Twinanda et al. 2019).
+    progress_weight: float = 0.0
 
 
 @dataclass
@@ -158,6 +170,7 @@ def validate(cfg: SSLConfig) -> None:
         "head.layers": h.layers,
         "train.steps": t.steps,
         "train.batch_size": t.batch_size,
+        "data.clips_per_video": cfg.data.clips_per_video,
         "train.save_every": t.save_every,
         "monitor.every": cfg.monitor.every,
         "monitor.patience": cfg.monitor.patience,
@@ -179,6 +192,8 @@ def validate(cfg: SSLConfig) -> None:
         raise ConfigError(
             f"loss.method = infonce contrasts two clips; set data.views.global_views=2 (got {v.global_views})"
         )
+    if v.window_s is not None and v.window_s <= 0:
+        raise ConfigError(f"data.views.window_s = {v.window_s}; it must be > 0 seconds, or null for the whole video")
     _check_range("data.views.global_span_s", v.global_span_s, 0.0)
     _check_range("data.views.local_span_s", v.local_span_s, 0.0)
     _check_range("data.views.global_crop_scale", v.global_crop_scale, 0.0, 1.0)
@@ -189,6 +204,8 @@ def validate(cfg: SSLConfig) -> None:
     for key in ("student_temp", "teacher_temp", "warmup_teacher_temp", "infonce_temp"):
         if getattr(lo, key) <= 0:
             raise ConfigError(f"loss.{key} = {getattr(lo, key)}; temperatures must be > 0")
+    if lo.progress_weight < 0:
+        raise ConfigError(f"loss.progress_weight = {lo.progress_weight}; it must be >= 0 (0 turns the pretext off)")
     if not 0 <= lo.center_momentum < 1:
         raise ConfigError(f"loss.center_momentum = {lo.center_momentum}; expected 0 <= m < 1")
     if not 0 <= t.teacher_momentum <= 1:

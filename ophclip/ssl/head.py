@@ -64,12 +64,15 @@ class ClipEncoder(nn.Module):
     """A vision tower applied per frame, mean-pooled over time, then the head.
 
     ``forward(clips)`` takes ``(B, T, 3, S, S)`` and returns ``(features (B, D), logits, z)``.
+    With ``progress=True`` it also holds :attr:`progress`, a linear layer from the features
+    to one logit: where in its video the clip lies (the progress pretext).
     """
 
-    def __init__(self, backbone: nn.Module, head: DINOHead):
+    def __init__(self, backbone: nn.Module, head: DINOHead, progress: bool = False, feature_dim: int = 0):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.progress = nn.Linear(feature_dim, 1) if progress else None
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
         b, t = clips.shape[:2]

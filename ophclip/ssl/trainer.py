@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 RUN_JSON = "run.json"
 CONFIG_YAML = "config.yaml"
 VISION_DIR = "vision"
-SAMPLER_LEVEL = "video"  # LevelBatchSampler seeds its order per level name; one clip per video sample
+SAMPLER_LEVEL = "video"  # LevelBatchSampler seeds its order per level name
 
 
 class SSLCollapseError(OphclipError):
@@ -196,7 +196,9 @@ class SSLTrainer:
         if cfg.model.init_from:
             load_vision_init(backbone, cfg.model.init_from)
         head = DINOHead(self.model_config.embed_dim, cfg.head)
-        self.student = ClipEncoder(backbone, head).to(self.device)
+        self.student = ClipEncoder(
+            backbone, head, progress=cfg.loss.progress_weight > 0, feature_dim=self.model_config.embed_dim
+        ).to(self.device)
         self.teacher = copy.deepcopy(self.student)
         self.teacher.requires_grad_(False)  # moved by EMA only
         self.loss = SSLLoss(cfg.loss, cfg.head.out_dim).to(self.device)
@@ -208,14 +210,23 @@ class SSLTrainer:
             if video_ids is not None
             else ssl_video_ids(cfg.data.root, cfg.data.kinds, cfg.data.exclude_splits)
         )
-        self.views = MultiCropVideoViews(ids, FrameCache(cfg.data.root), cfg.data.views, g_tf, l_tf)
+        per_video = cfg.data.clips_per_video
+        self.views = MultiCropVideoViews(
+            ids, FrameCache(cfg.data.root), cfg.data.views, g_tf, l_tf, samples_per_video=per_video
+        )
         if len(self.views) < cfg.train.batch_size:
             raise DataError(
-                f"{cfg.data.root}: {len(self.views)} usable video(s) of kind {cfg.data.kinds}, fewer than "
-                f"train.batch_size = {cfg.train.batch_size}; lower train.batch_size or add videos"
+                f"{cfg.data.root}: {len(ids)} usable video(s) of kind {cfg.data.kinds} x data.clips_per_video = "
+                f"{per_video} samples, fewer than train.batch_size = {cfg.train.batch_size}; lower "
+                "train.batch_size, raise data.clips_per_video or add videos"
             )
         self.sampler = LevelBatchSampler(
-            len(self.views), cfg.train.batch_size, seed=cfg.train.seed, level=SAMPLER_LEVEL
+            len(self.views),
+            cfg.train.batch_size,
+            seed=cfg.train.seed,
+            level=SAMPLER_LEVEL,
+            groups=self.views.groups,
+            group_size=per_video,
         )
         self.probe = None
         if cfg.monitor.probe_labels:
@@ -291,7 +302,11 @@ class SSLTrainer:
             teacher = {"logits": [o[1].float() for o in t_out], "z": [o[2].float() for o in t_out]}
             student = {"logits": [o[1].float() for o in s_out], "z": [o[2].float() for o in s_out]}
             center_before = self.loss.center.clone()
-            loss = self.loss(student, teacher, sched["teacher_temp"])
+            ssl_loss = self.loss(student, teacher, sched["teacher_temp"])
+            loss = ssl_loss
+            if self.student.progress is not None:
+                progress_loss = self.progress_loss(s_out[: len(glob)], batch["progress"].to(self.device))
+                loss = ssl_loss + self.cfg.loss.progress_weight * progress_loss
         if not torch.isfinite(loss):
             raise OphclipError(
                 f"SSL loss is {loss.item()} at step {self.step}; lower train.lr or raise train.warmup_steps "
@@ -317,9 +332,16 @@ class SSLTrainer:
             **{f"schedule/{k}": v for k, v in sched.items()},
         }
         if self.cfg.loss.method == "dino":
-            metrics["loss/kl"] = metrics["loss"] - self.loss.last_teacher_entropy  # CE = H(teacher) + KL
+            metrics["loss/kl"] = float(ssl_loss.detach()) - self.loss.last_teacher_entropy  # CE = H(teacher) + KL
+        if self.student.progress is not None:
+            metrics["loss/progress"] = float(progress_loss.detach())
         metrics.update(self._monitor(t_out, teacher["logits"], center_before, sched["teacher_temp"]))
         return metrics
+
+    def progress_loss(self, global_out: list[tuple[torch.Tensor, ...]], target: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy between the predicted and true position of each global view, (B, G) targets."""
+        logits = torch.stack([self.student.progress(out[0].float()).squeeze(-1) for out in global_out], dim=1)
+        return F.binary_cross_entropy_with_logits(logits, target)
 
     # ------------------------------------------------------------- monitor
     @torch.no_grad()

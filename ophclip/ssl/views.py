@@ -7,6 +7,11 @@ the configured range, clipped to the video) and start, with its frames spread ev
 the span, so two views of equal length differ in sampling rate; and its own spatial crop,
 the same for every frame of the view (a view stays a coherent clip of one region).
 
+With ``window_s`` set, every view of a sample lies inside one window of that many seconds
+at a random position. SVT draws views anywhere in a video because its labels (actions) hold
+for a whole video; a surgery's phases change every few seconds, and views from different
+phases taught to agree make the features recognise the *video*, not the step.
+
 Every random choice comes from a generator seeded by the sample key ``(index, seed)``
 handed out by :class:`ophclip.train.data.LevelBatchSampler`, so a run's views are a pure
 function of (seed, step) and survive a kill-and-resume.
@@ -47,11 +52,16 @@ class ViewSpec:
 
 
 def draw_view(
-    duration: float, n_frames: int, span_range: tuple[float, float], rng: np.random.Generator
+    duration: float,
+    n_frames: int,
+    span_range: tuple[float, float],
+    rng: np.random.Generator,
+    offset: float = 0.0,
 ) -> ViewSpec:
-    """A random view of ``n_frames`` frames; its span is uniform in ``span_range`` (at most ``duration``)."""
+    """A random view of ``n_frames`` frames inside [offset, offset + duration); its span is
+    uniform in ``span_range`` (at most ``duration``)."""
     span = min(float(rng.uniform(*span_range)), duration)
-    start = float(rng.uniform(0.0, duration - span))
+    start = offset + float(rng.uniform(0.0, duration - span))
     return ViewSpec(start, span, n_frames)
 
 
@@ -71,7 +81,12 @@ def view_transforms(preprocess: PreprocessCfg, views: ViewsSection) -> tuple[Fra
 
 
 class MultiCropVideoViews(Dataset):
-    """Item: ``{"global": [(Tg, 3, S, S)] * G, "local": [(Tl, 3, S, S)] * L, "video_id", "specs"}``."""
+    """Item: ``{"global": [(Tg, 3, S, S)] * G, "local": [(Tl, 3, S, S)] * L, "video_id", "specs"}``.
+
+    Each video gives ``samples_per_video`` items (``video_ids[i // samples_per_video]``); they
+    differ by their sample key, hence by window and views. :attr:`groups` labels each item
+    with its video, for a sampler that keeps one video's items together in a batch.
+    """
 
     def __init__(
         self,
@@ -80,23 +95,36 @@ class MultiCropVideoViews(Dataset):
         views: ViewsSection,
         global_transform: FrameTransform,
         local_transform: FrameTransform,
+        samples_per_video: int = 1,
     ):
+        if samples_per_video < 1:
+            raise ValueError(f"samples_per_video must be >= 1, got {samples_per_video}")
         self.video_ids = [str(v) for v in video_ids]
+        self.samples_per_video = samples_per_video
         self.cache, self.views = cache, views
         self.global_transform, self.local_transform = global_transform, local_transform
         self._fps = {v: cache.fps(v) for v in self.video_ids}
         self._n = {v: cache.n_frames(v) for v in self.video_ids}
 
     def __len__(self) -> int:
-        return len(self.video_ids)
+        return len(self.video_ids) * self.samples_per_video
+
+    @property
+    def groups(self) -> list[int]:
+        """The video index of each item."""
+        return [i // self.samples_per_video for i in range(len(self))]
 
     def duration(self, video_id: str) -> float:
         return self._n[video_id] / self._fps[video_id]
 
     def specs(self, index: int, rng: np.random.Generator) -> tuple[list[ViewSpec], list[ViewSpec]]:
-        v, duration = self.views, self.duration(self.video_ids[index])
-        glob = [draw_view(duration, v.global_frames, v.global_span_s, rng) for _ in range(v.global_views)]
-        local = [draw_view(duration, v.local_frames, v.local_span_s, rng) for _ in range(v.local_views)]
+        v, duration = self.views, self.duration(self.video_ids[index // self.samples_per_video])
+        offset = 0.0
+        if v.window_s is not None and v.window_s < duration:
+            offset = float(rng.uniform(0.0, duration - v.window_s))
+            duration = v.window_s
+        glob = [draw_view(duration, v.global_frames, v.global_span_s, rng, offset) for _ in range(v.global_views)]
+        local = [draw_view(duration, v.local_frames, v.local_span_s, rng, offset) for _ in range(v.local_views)]
         return glob, local
 
     def _frames(self, video_id: str, spec: ViewSpec) -> np.ndarray:
@@ -106,7 +134,7 @@ class MultiCropVideoViews(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         rng = np.random.default_rng(seed)
-        video_id = self.video_ids[index]
+        video_id = self.video_ids[index // self.samples_per_video]
         glob, local = self.specs(index, rng)
         # Crops and colour draw from torch's global generator: fork it and seed it from the
         # sample key, so augmentation depends on the key only and the caller's stream is untouched.
@@ -114,14 +142,20 @@ class MultiCropVideoViews(Dataset):
             torch.manual_seed(seed)
             g = [self.global_transform(self._frames(video_id, s)) for s in glob]
             lo = [self.local_transform(self._frames(video_id, s)) for s in local]
-        return {"global": g, "local": lo, "video_id": video_id, "specs": glob + local}
+        duration = self.duration(video_id)
+        # Where each global view lies in its video (its centre over the duration, in [0, 1]):
+        # the target of the optional progress pretext (loss.progress_weight).
+        progress = torch.tensor([(s.start + s.span / 2) / duration for s in glob], dtype=torch.float32)
+        return {"global": g, "local": lo, "video_id": video_id, "specs": glob + local, "progress": progress}
 
 
 def collate_views(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack each view over the batch: ``global`` and ``local`` become lists of (B, T, 3, S, S)."""
+    """Stack each view over the batch: ``global`` and ``local`` become lists of (B, T, 3, S, S),
+    ``progress`` a (B, G) tensor."""
     out: dict[str, Any] = {
         "global": [torch.stack([it["global"][i] for it in items]) for i in range(len(items[0]["global"]))],
         "local": [torch.stack([it["local"][i] for it in items]) for i in range(len(items[0]["local"]))],
+        "progress": torch.stack([it["progress"] for it in items]),
         "video_id": [it["video_id"] for it in items],
         "specs": [it["specs"] for it in items],
     }

@@ -206,6 +206,86 @@ def test_views_have_configured_shapes_spans_and_frames(tmp_path, micro_config):
     assert a["specs"] != c["specs"]
 
 
+def test_windowed_views_share_one_window_and_video_runs_fill_batches(tmp_path, micro_config):
+    n = 200  # 50 s at 4 fps: a 5 s window is a tenth of the video
+    ramp = np.broadcast_to((np.arange(n) % 256).astype(np.uint8)[:, None, None, None], (n, 32, 32, 3)).copy()
+    root = write_root(tmp_path / "root", {f"r{i}": ramp for i in range(4)})
+    cfg = make_cfg(
+        root,
+        micro_config,
+        tmp_path / "out",
+        "data.views.window_s=5.0",
+        "data.views.global_span_s=[2.0,4.0]",
+        "data.clips_per_video=4",
+        "train.batch_size=8",
+    )
+    trainer = SSLTrainer(cfg)
+    views = trainer.views
+    assert len(views) == 16
+    starts = []
+    for seed in range(20):
+        specs = views[(0, seed)]["specs"]
+        first = min(s.start for s in specs)
+        last = max(s.start + s.span for s in specs)
+        assert last - first <= 5.0 + 1e-9, f"seed {seed}: views span {last - first:.2f} s > window 5 s"
+        assert 0.0 <= first and last <= n / FPS + 1e-9
+        starts.append(first)
+    # The window moves through the video (not pinned to its start).
+    assert max(starts) - min(starts) > 20.0
+    # Batches hold runs of four samples of one video, each with its own window.
+    for step in range(6):
+        batch = trainer.batch(step)
+        ids = batch["video_id"]
+        runs = [ids[i : i + 4] for i in range(0, len(ids), 4)]
+        assert all(len(set(r)) == 1 for r in runs), ids
+        starts_in_run = {round(min(s.start for s in specs), 6) for specs in batch["specs"][:4]}
+        assert len(starts_in_run) == 4
+    from ophclip.errors import ConfigError
+    from ophclip.ssl import validate
+
+    with pytest.raises(ConfigError, match="data.views.window_s"):
+        validate(make_cfg(root, micro_config, tmp_path / "x", "data.views.window_s=0"))
+    with pytest.raises(ConfigError, match="data.clips_per_video"):
+        validate(make_cfg(root, micro_config, tmp_path / "x", "data.clips_per_video=0"))
+
+
+def test_progress_pretext_targets_and_gradient(root, micro_config, tmp_path):
+    on = SSLTrainer(make_cfg(root, micro_config, tmp_path / "on", "loss.progress_weight=1.0"))
+    off = SSLTrainer(make_cfg(root, micro_config, tmp_path / "off"))
+    assert off.student.progress is None
+    batch = on.batch(0)
+    g = len(batch["global"])
+    for b, (video_id, specs) in enumerate(zip(batch["video_id"], batch["specs"], strict=True)):
+        duration = on.views.duration(video_id)
+        for i, spec in enumerate(specs[:g]):
+            assert float(batch["progress"][b, i]) == pytest.approx((spec.start + spec.span / 2) / duration, abs=1e-6)
+    # The term is the binary cross-entropy of the head's prediction, computed here by hand.
+    outs = [on.student(v) for v in batch["global"]]
+    p = torch.sigmoid(torch.stack([on.student.progress(o[0]).squeeze(-1) for o in outs], dim=1))
+    t = batch["progress"]
+    by_hand = -(t * p.log() + (1 - t) * (1 - p).log()).mean()
+    torch.testing.assert_close(on.progress_loss(outs, t), by_hand, rtol=1e-5, atol=1e-6)
+    # Same init and batch: the pretext changes the tower's update, and the teacher gets no gradient.
+    before = off.student.backbone.state_dict()
+    for key, value in on.student.backbone.state_dict().items():
+        assert torch.equal(value, before[key])
+    metrics = on.train_step(batch)
+    metrics_off = off.train_step(off.batch(0))
+    assert math.isfinite(metrics["loss/progress"]) and "loss/progress" not in metrics_off
+    changed = [
+        k
+        for k, v in on.student.backbone.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, off.student.backbone.state_dict()[k])
+    ]
+    assert changed
+    assert all(p.grad is None for p in on.teacher.parameters())
+    from ophclip.errors import ConfigError
+    from ophclip.ssl import validate
+
+    with pytest.raises(ConfigError, match="loss.progress_weight"):
+        validate(make_cfg(root, micro_config, tmp_path / "x", "loss.progress_weight=-1"))
+
+
 def test_centering_and_dino_loss_follow_the_formulas():
     torch.manual_seed(0)
     cfg = SSLLossSection(student_temp=0.1, teacher_temp=0.04, center_momentum=0.9)
