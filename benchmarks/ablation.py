@@ -37,6 +37,7 @@ OFF = ["loss.retrieval_mode=off", "ssl_aux.weight=0.0"]
 BASE = ["model.name=OphCLIP-tiny-MiniLM", "data.clips_per_video=1", *OFF]
 CNN = ["model.name=OphCLIP-tiny-RN-MiniLM", "data.clips_per_video=1", *OFF]
 GROUPED = ["data.clips_per_video=8"]  # about one whole video per run of clips (242 clips / 30 videos)
+DEMO = [*CNN, *GROUPED, "loss.retrieval_mode=soft_positive", *MEMORY]  # configs/pretrain_demo.yaml's choices
 VARIANTS: dict[str, list[str]] = {
     "clip only (CLIP-style)": [*BASE, "train.video_every=0"],
     "clip + video (hierarchical)": [*BASE],
@@ -46,8 +47,7 @@ VARIANTS: dict[str, list[str]] = {
     "hierarchical + video-grouped clip batches": [*BASE, *GROUPED],
     "hierarchical, CNN tower": [*CNN],
     "hierarchical, CNN tower + video-grouped clip batches": [*CNN, *GROUPED],
-    "hierarchical, CNN tower + grouped + retrieval soft_positive (the demo)": [*CNN, *GROUPED,
-                                                                             "loss.retrieval_mode=soft_positive", *MEMORY],
+    "hierarchical, CNN tower + grouped + retrieval soft_positive (the demo)": DEMO,
 }
 METRICS = {  # column -> path in the row
     "phase acc. (26+1 classes)": ("phase", "video_accuracy"),
@@ -71,14 +71,20 @@ def ensure_data(data_dir: Path) -> tuple[Path, Path]:
 
 
 def ssl_init_variant(vision: Path) -> tuple[str, list[str]]:
-    """The ablation row for an SSL-pretrained tower: the row of the same tower, started from it."""
-    model = json.loads((vision / "vision_config.json").read_text())["model_name"]
+    """The ablation row for an SSL-pretrained tower: the best row of the same tower, started from it.
+
+    The row is named after the SSL recipe (method and steps, from ``vision_config.json``), so
+    towers from different recipes get rows (and cached runs) of their own.
+    """
+    record = json.loads((vision / "vision_config.json").read_text())
+    model, ssl = record["model_name"], record.get("training_info", {}).get("ssl", {})
+    recipe = f"SSL-initialised by {ssl.get('method', 'ssl')} {ssl.get('steps', '?')} steps"
     init = f"model.init_vision_from={vision}"
     if model == "OphCLIP-tiny-MiniLM":
-        return "hierarchical, SSL-initialised vision", [*BASE, init]
+        return f"hierarchical, {recipe}", [*BASE, init]
     if model == "OphCLIP-tiny-RN-MiniLM":
-        return "hierarchical, CNN tower + video-grouped clip batches, SSL-initialised", [*CNN, *GROUPED, init]
-    return f"hierarchical, {model}, SSL-initialised", [*OFF, f"model.name={model}", init]
+        return f"the demo, {recipe}", [*DEMO, init]
+    return f"hierarchical, {model}, {recipe}", [*OFF, f"model.name={model}", init]
 
 
 def run_one(variant: str, seed: int, overrides: list[str], synth: Path, root: Path, run_dir: Path,

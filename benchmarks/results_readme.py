@@ -62,12 +62,11 @@ def ceiling_section(d: dict) -> list[str]:
 
 
 def ssl_probe_section(d: dict) -> list[str]:
+    from benchmarks.ssl_probe import markdown
+
     tower = f" ({d['model_name']})" if d.get("model_name") else ""
-    lines = [f"### Frozen features of the vision tower{tower} (`python -m benchmarks.ssl_probe`)", "", d["protocol"] + ".", "",
-             "| vision tower | linear probe acc. | linear probe F1 | kNN acc. | kNN F1 |", "|---|---|---|---|---|"]
-    lines += [f"| {k} | {v['linear_accuracy']:.3f} | {v['linear_f1']:.3f} | {v['knn_accuracy']:.3f} | {v['knn_f1']:.3f} |"
-              for k, v in d["rows"].items()]
-    return lines + [""]
+    return [f"### Frozen features of the vision tower{tower} (`python -m benchmarks.ssl_probe`)", "", d["protocol"] + ".", "",
+            *markdown(d["rows"]).splitlines(), ""]
 
 
 def _mean_std(values: list[float]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -139,10 +140,14 @@ def test_the_readme_results_are_rendered_from_the_json_and_replace_only_the_mark
     for folder, model in (("ssl_probe", "A"), ("ssl_probe_cnn", "B")):
         (tmp_path / folder).mkdir()
         rows = {"random init": {"linear_accuracy": 0.5, "linear_f1": 0.25, "knn_accuracy": 0.125, "knn_f1": 0.0625}}
+        if model == "B":  # a row over two seeds shows mean ± std
+            runs = [{"linear_accuracy": a, "linear_f1": a, "knn_accuracy": a, "knn_f1": a} for a in (0.25, 0.75)]
+            rows["seeds"] = {"runs": runs, **{k: 0.5 for k in runs[0]}, **{f"{k}_std": 0.25 for k in runs[0]}}
         (tmp_path / folder / "ssl_probe.json").write_text(json.dumps({"rows": rows, "model_name": model, "protocol": "q"}))
     body = render(tmp_path)
     assert "| M | 10 | 2 | 0.300 ± 0.100 | 0.400 ± 0.100 | 4 |" in body
-    assert "vision tower (A)" in body and "vision tower (B)" in body and "| random init | 0.500 | 0.250 | 0.125 | 0.062 |" in body
+    assert "vision tower (A)" in body and "vision tower (B)" in body and "| random init | 1 | 0.500 | 0.250 | 0.125 | 0.062 |" in body
+    assert "| seeds | 2 | 0.500 ± 0.250 | 0.500 ± 0.250 | 0.500 ± 0.250 | 0.500 ± 0.250 |" in body
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold numbers\n{END}\nafter\n")
     write_into(readme, body)
@@ -162,3 +167,23 @@ def test_phase_ceiling_smallest(tmp_path, synth_tiny_dir, synth_tiny_root, one_t
     assert run["train_videos"] > 0 and run["test_videos"] > 0 and run["train_frames"] > run["train_videos"]
     assert 0.0 <= run["phase_accuracy"] <= run["phase_accuracy_surgery_known"] + 1e-9 <= 1.0 + 1e-9
     assert math.isfinite(run["final_loss"]) and "| OphCLIP-tiny-MiniLM | 2 | 1 |" in (tmp_path / "phase_ceiling.md").read_text()
+
+
+def test_ablation_ssl_row_is_named_after_its_recipe(tmp_path):
+    from benchmarks.ablation import VARIANTS, ssl_init_variant
+
+    def vision(name: str, model: str, **ssl) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "vision_config.json").write_text(json.dumps({"model_name": model, "training_info": {"ssl": ssl}}))
+        return folder
+
+    dino = vision("dino", "OphCLIP-tiny-RN-MiniLM", method="dino", steps=300)
+    infonce = vision("infonce", "OphCLIP-tiny-RN-MiniLM", method="infonce", steps=1200)
+    (name_a, over_a), (name_b, over_b) = ssl_init_variant(dino), ssl_init_variant(infonce)
+    assert name_a != name_b and "dino 300 steps" in name_a and "infonce 1200 steps" in name_b
+    # The CNN tower's SSL row is the demo's row started from the tower, so the two compare directly.
+    demo = VARIANTS["hierarchical, CNN tower + grouped + retrieval soft_positive (the demo)"]
+    assert over_b == [*demo, f"model.init_vision_from={infonce}"]
+    vit_name, vit_over = ssl_init_variant(vision("vit", "OphCLIP-tiny-MiniLM", method="dino", steps=100))
+    assert "model.name=OphCLIP-tiny-MiniLM" in vit_over and vit_over[-1].endswith("/vit")
