@@ -154,9 +154,14 @@ def make_cfg(root: Path, micro_config: Path, out: Path, *extra: str) -> SSLConfi
 def test_configs_load_and_validate():
     from ophclip.ssl import validate
 
-    for name in ("ssl_tiny.yaml", "ssl_demo.yaml"):
+    names = sorted(p.name for p in (REPO / "configs").glob("ssl_*.yaml"))
+    assert {"ssl_tiny.yaml", "ssl_demo.yaml", "ssl_within_video.yaml"} <= set(names)
+    for name in names:
         cfg = load_config(SSLConfig, REPO / "configs" / name, ["data.root=x"])
         validate(cfg)
+    # The within-video recipe's point: each batch is the windows of one video, nothing else.
+    recipe = load_config(SSLConfig, REPO / "configs" / "ssl_within_video.yaml", ["data.root=x"])
+    assert recipe.train.batch_size == recipe.data.clips_per_video and recipe.data.views.window_s
     from ophclip.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data.views.local_span_s"):
