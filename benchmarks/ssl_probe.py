@@ -16,6 +16,7 @@ once made a no-better SSL tower look like a gain.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,15 @@ def cell(row: dict, key: str) -> str:
     return f"{row[key]:.3f}"
 
 
+ROWS = ("random init", "SSL-pretrained", "OphCLIP from scratch", "OphCLIP initialised from SSL")
+
+
 def markdown(rows: dict[str, dict]) -> str:
+    """The table, rows in :data:`ROWS` order (a JSON round trip sorts them), others after."""
+    order = sorted(rows, key=lambda label: ROWS.index(label) if label in ROWS else len(ROWS))
     lines = ["| vision tower | towers | " + " | ".join(METRICS.values()) + " |", "|---|---|" + "---|" * len(METRICS)]
-    lines += [f"| {label} | {len(row.get('runs', [])) or 1} | " + " | ".join(cell(row, k) for k in METRICS) + " |"
-              for label, row in rows.items()]
+    lines += [f"| {label} | {len(rows[label].get('runs', [])) or 1} | "
+              + " | ".join(cell(rows[label], k) for k in METRICS) + " |" for label in order]
     return "\n".join(lines) + "\n"
 
 
@@ -108,8 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {label: probe_row(folders, args.synth, out / label.replace(" ", "_")) for label, folders in towers.items()}
     md = markdown(rows)
     atomic_write_text(args.out / "ssl_probe.md", md)
-    result = {"rows": rows, "model_name": args.model_name,
-              "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases"}
+    ssl = json.loads((args.ssl_vision[0] / "vision_config.json").read_text()).get("training_info", {}).get("ssl", {})
+    protocol = ("train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
+                f"SSL: {ssl.get('method', '?')}, {ssl.get('steps', '?')} steps")
+    result = {"rows": rows, "model_name": args.model_name, "protocol": protocol}
     atomic_write_json(args.out / "ssl_probe.json", result)
     print(md)
     return result

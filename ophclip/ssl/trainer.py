@@ -7,6 +7,8 @@ One step: every view of a batch of clips goes through the student (vision tower 
 mean over time, DINO head); the global views also go through the teacher under
 ``torch.no_grad``; the loss is backpropagated into the student only, and the teacher then
 moves by EMA, ``t <- m t + (1 - m) s``. The teacher's parameters never require gradients.
+With ``loss.progress_weight > 0`` the student's clip features also predict where each global
+view lies in its video (a linear layer, binary cross-entropy), added to the SSL loss.
 
 Schedules are pure functions of the step (cosine: lr with linear warm-up, weight decay
 ``weight_decay -> weight_decay_end``, teacher momentum ``teacher_momentum -> 1``; teacher
