@@ -239,7 +239,8 @@ def pretrain_stage(ctx: DemoContext) -> str:
     ctx.results["pretrain"]["model_dir"] = str(run_dir / "final")  # the distill stage's teacher
     first, last = _first_last_losses(run_dir / "log.jsonl")
     rows = "\n".join(f"| {level} | {first[level]:.3f} | {last[level]:.3f} |" for level in sorted(first) if level in last)
-    return (f"`ophclip pretrain configs/pretrain_demo.yaml` on `{ctx.root_dir.name}/` (held-out videos excluded): "
+    given = "".join(f" {o}" for o in ctx.pretrain_overrides)  # e.g. an SSL warm start: model.init_vision_from=...
+    return (f"`ophclip pretrain configs/pretrain_demo.yaml{given}` on `{ctx.root_dir.name}/` (held-out videos excluded): "
             f"{cfg.train.steps} steps of {cfg.model.name} at {summary['samples_per_s']:.1f} samples/s; "
             f"model saved to `{run_dir.name}/final/`.\n\n| level | loss, first 3 logged | loss, last 3 logged |\n"
             f"|---|---|---|\n{rows}\n\n![loss curve]({png.name})")

@@ -22,7 +22,8 @@ def test_the_demo_trains_with_retrieval_and_reports_the_bank(synth_tiny_root, sy
     ctx.out_dir.mkdir()
     ctx.synth_dir.symlink_to(synth_tiny_dir)
     ctx.root_dir.symlink_to(synth_tiny_root)
-    pretrain_stage(ctx)
+    pretrain_section = pretrain_stage(ctx)
+    assert "memory.k=2" in pretrain_section, "the report must say how the demo config was overridden"
     log = [json.loads(line) for line in (ctx.out_dir / "pretrain" / "log.jsonl").read_text().splitlines()]
     assert any("loss/video/retrieval" in r for r in log), "pretraining never used the bank"
 
