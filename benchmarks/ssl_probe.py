@@ -31,13 +31,16 @@ def tower_folder(out: Path, model_name: str, vision: Path | None, seed: int = 0)
     import ophclip
     from ophclip.ssl import load_vision_init
 
-    if (out / "model.safetensors").is_file():  # made by an earlier run
-        return out
+    made_from = {"model_name": model_name, "vision": str(vision), "seed": seed}
+    marker = out / "made_from.json"
+    if (out / "model.safetensors").is_file() and marker.is_file() and json.loads(marker.read_text()) == made_from:
+        return out  # made by an earlier run from the same tower (another --ssl-vision rebuilds it)
     torch.manual_seed(seed)
     model = ophclip.create_model(model_name)
     if vision is not None:
         load_vision_init(model, vision)
     model.save_pretrained(out)
+    atomic_write_json(marker, made_from)
     return out
 
 

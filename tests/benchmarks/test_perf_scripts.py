@@ -187,3 +187,18 @@ def test_ablation_ssl_row_is_named_after_its_recipe(tmp_path):
     assert over_b == [*demo, f"model.init_vision_from={infonce}"]
     vit_name, vit_over = ssl_init_variant(vision("vit", "OphCLIP-tiny-MiniLM", method="dino", steps=100))
     assert "model.name=OphCLIP-tiny-MiniLM" in vit_over and vit_over[-1].endswith("/vit")
+
+
+def test_ssl_probe_tower_folder_is_reused_only_for_the_same_tower(tmp_path):
+    from safetensors.torch import load_file
+
+    from benchmarks.ssl_probe import tower_folder
+
+    folder = tower_folder(tmp_path / "t", "OphCLIP-tiny-RN-MiniLM", None, seed=0)
+    first = load_file(folder / "model.safetensors")
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert tower_folder(tmp_path / "t", "OphCLIP-tiny-RN-MiniLM", None, seed=0) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # cached
+    tower_folder(tmp_path / "t", "OphCLIP-tiny-RN-MiniLM", None, seed=1)  # another tower: rebuilt, not reused
+    second = load_file(folder / "model.safetensors")
+    assert any(not first[k].equal(second[k]) for k in first if k.startswith("visual."))
