@@ -76,9 +76,10 @@ def ssl_init_variant(vision: Path) -> tuple[str, list[str]]:
     The row is named after the SSL recipe (method and steps, from ``vision_config.json``), so
     towers from different recipes get rows (and cached runs) of their own.
     """
-    record = json.loads((vision / "vision_config.json").read_text())
-    model, ssl = record["model_name"], record.get("training_info", {}).get("ssl", {})
-    recipe = f"SSL-initialised by {ssl.get('method', 'ssl')} {ssl.get('steps', '?')} steps"
+    from ophclip.ssl import ssl_recipe
+
+    model, how = ssl_recipe(vision)
+    recipe = f"SSL-initialised by {how}"
     init = f"model.init_vision_from={vision}"
     if model == "OphCLIP-tiny-MiniLM":
         return f"hierarchical, {recipe}", [*BASE, init]

@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {label: probe_row(folders, args.synth, out / label.replace(" ", "_")) for label, folders in towers.items()}
     md = markdown(rows)
     atomic_write_text(args.out / "ssl_probe.md", md)
-    ssl = json.loads((args.ssl_vision[0] / "vision_config.json").read_text()).get("training_info", {}).get("ssl", {})
-    protocol = ("train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
-                f"SSL: {ssl.get('method', '?')}, {ssl.get('steps', '?')} steps")
+    from ophclip.ssl import ssl_recipe
+
+    protocol = f"train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; SSL: {ssl_recipe(args.ssl_vision[0])[1]}"
     result = {"rows": rows, "model_name": args.model_name, "protocol": protocol}
     atomic_write_json(args.out / "ssl_probe.json", result)
     print(md)

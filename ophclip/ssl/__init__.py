@@ -24,6 +24,7 @@ _WHERE = {
     "load_vision_init": "export",
     "run_ssl": "trainer",
     "save_vision": "export",
+    "ssl_recipe": "export",
     "ssl_video_ids": "views",
     "teacher_temperature": "loss",
     "validate": "config",

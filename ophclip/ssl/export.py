@@ -57,6 +57,17 @@ def save_vision(
     return folder
 
 
+def ssl_recipe(folder: str | Path) -> tuple[str, str]:
+    """(registry model name, ``"<method> <steps> steps"``) of a ``vision/`` folder, from the
+    record :func:`save_vision` wrote; benchmarks label their rows with it."""
+    path = Path(folder) / VISION_CONFIG
+    if not path.is_file():
+        raise ModelError(f"{path} not found; give the vision/ folder an `ophclip ssl` run wrote")
+    record = json.loads(path.read_text())
+    ssl = record.get("training_info", {}).get("ssl", {})
+    return record["model_name"], f"{ssl.get('method', 'ssl')} {ssl.get('steps', '?')} steps"
+
+
 def read_vision_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Vision-tower state dict from an SSL ``vision/`` folder, an OphCLIP save_pretrained folder, or a .safetensors file."""
     from safetensors.torch import load_file

@@ -182,11 +182,17 @@ def test_ablation_ssl_row_is_named_after_its_recipe(tmp_path):
     infonce = vision("infonce", "OphCLIP-tiny-RN-MiniLM", method="infonce", steps=1200)
     (name_a, over_a), (name_b, over_b) = ssl_init_variant(dino), ssl_init_variant(infonce)
     assert name_a != name_b and "dino 300 steps" in name_a and "infonce 1200 steps" in name_b
+    assert over_a[-1] == f"model.init_vision_from={dino}"
     # The CNN tower's SSL row is the demo's row started from the tower, so the two compare directly.
     demo = VARIANTS["hierarchical, CNN tower + grouped + retrieval soft_positive (the demo)"]
     assert over_b == [*demo, f"model.init_vision_from={infonce}"]
     vit_name, vit_over = ssl_init_variant(vision("vit", "OphCLIP-tiny-MiniLM", method="dino", steps=100))
     assert "model.name=OphCLIP-tiny-MiniLM" in vit_over and vit_over[-1].endswith("/vit")
+    from ophclip.errors import ModelError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="vision_config.json not found"):
+        ssl_init_variant(tmp_path / "empty")
 
 
 def test_ssl_probe_tower_folder_is_reused_only_for_the_same_tower(tmp_path):
