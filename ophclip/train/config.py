@@ -40,6 +40,13 @@ class ModelSection:
     grad_checkpointing: bool = False
     # Start the vision tower from `ophclip ssl` output (its vision/ folder) or a save_pretrained folder.
     init_vision_from: str | None = None
+    # open_clip's --lock-image: freeze the vision tower except its last N layer groups
+    # (a timm trunk's projection head always trains). See OphCLIP.lock_image_tower.
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    # BatchNorm layers of the vision tower keep their (pretrained) running statistics while training;
+    # works with or without lock_image.
+    freeze_bn_stats: bool = False
 
 
 @dataclass
@@ -140,6 +147,10 @@ def validate(cfg: PretrainConfig, world_size: int = 1) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} = {value}; it must be at least 1")
+    if cfg.model.lock_image_unlocked_groups < 0:
+        raise ConfigError(f"model.lock_image_unlocked_groups = {cfg.model.lock_image_unlocked_groups}; it must be >= 0")
+    if cfg.model.lock_image_unlocked_groups and not cfg.model.lock_image:
+        raise ConfigError("model.lock_image_unlocked_groups is set but model.lock_image is false; set model.lock_image=true")
     if not d.root:
         raise ConfigError("data.root is empty; set it to a dataset root, e.g. data.root=out/dataset")
     lo, hi = d.clip_window_s

@@ -97,6 +97,10 @@ def build_components(cfg: PretrainConfig) -> Components:
         from ..ssl import load_vision_init
 
         load_vision_init(model, cfg.model.init_vision_from)
+    if cfg.model.lock_image:
+        model.lock_image_tower(cfg.model.lock_image_unlocked_groups, cfg.model.freeze_bn_stats)
+    elif cfg.model.freeze_bn_stats:
+        model.freeze_vision_bn_stats()
     return Components(model, ophclip.get_tokenizer(cfg.model.name), pre_train, pre_eval)
 
 
