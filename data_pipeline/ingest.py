@@ -11,7 +11,6 @@ truncated files; a bad file raises :class:`InputError`, which the run turns into
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import re
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import av
 
+from ._io import sha256_file
 from .config import InputConfig
 from .errors import InputError
 
@@ -114,14 +114,6 @@ def _read_list(csv_path: Path) -> tuple[list[VideoInput], list[dict]]:
             str((csv_path.parent / caps).resolve()) if caps else "",
         ))
     return videos, quarantine
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def probe_video(path: str | Path) -> Probe:

@@ -396,7 +396,7 @@ class OphCLIP(nn.Module):
         super().train(mode)
         if self.config.text_frozen:
             self.text.eval()  # frozen tower: no dropout, so cached embeddings equal fresh ones
-        if getattr(self, "vision_bn_stats_frozen", False):
+        if self.vision_bn_stats_frozen:
             for bn in self.vision_batch_norms():
                 bn.eval()  # running statistics normalise, and are not updated
         return self

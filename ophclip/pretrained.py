@@ -15,13 +15,14 @@ is checked against its SHA-256 before it is read.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from data_pipeline._io import sha256_file
 
 from .errors import ModelError
 
@@ -95,14 +96,6 @@ def efficientnet_lite0_file() -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def map_in_order(source: dict[str, torch.Tensor], target_keys: dict[str, torch.Size], where: str) -> dict[str, torch.Tensor]:
     """Rename ``source``'s tensors to ``target_keys`` by position, checking each pair.
 
@@ -131,7 +124,7 @@ def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
     import timm  # timm comes with open_clip; imported here so `import ophclip` stays light
 
     path = efficientnet_lite0_file()
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != EFFICIENTNET_LITE0_SHA256:
         raise ModelError(
             f"{path} has SHA-256 {digest}, expected {EFFICIENTNET_LITE0_SHA256}; "

@@ -10,7 +10,6 @@ pipeline's output can be scored against it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, sha256_file
 from ..errors import InputError
 from ..frame_cache import cache_video, write_index
 from ..manifests import NARRATED, empty_table, write_manifest
@@ -92,14 +91,6 @@ def _read_script(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path).sort_values(["video_id", "start"], kind="stable").reset_index(drop=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _videos_table(synth_dir: Path, meta: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for m in meta.itertuples(index=False):
@@ -108,7 +99,7 @@ def _videos_table(synth_dir: Path, meta: pd.DataFrame) -> pd.DataFrame:
             raise InputError(f"{synth_dir / 'metadata.csv'}: video {m.video_id} lists {m.path}, which does not exist; "
                              f"regenerate the dataset")
         rows.append(dict(
-            video_id=m.video_id, path=str(path), sha256=_sha256(path), duration_s=float(m.duration_s),
+            video_id=m.video_id, path=str(path), sha256=sha256_file(path), duration_s=float(m.duration_s),
             fps=float(m.fps), width=int(m.width), height=int(m.height), has_audio=m.kind == NARRATED, kind=m.kind,
             title=m.title, description=m.description, status="ok", error="", split=m.split,
             surgery_type=m.surgery_type, n_frames=int(m.n_frames), c101_id=int(m.c101_id),
