@@ -181,7 +181,11 @@ def build_student(
         )
     config = copy.deepcopy(teacher.config)
     config.vision_cfg = copy.deepcopy(spec.vision_cfg)
-    config.preprocess_cfg = copy.deepcopy(spec.preprocess_cfg)
+    # The student starts from random weights, so no normalisation of its own is owed: it takes the
+    # teacher's (ImageNet mean/std for an ImageNet tower), and the bank, streaming and evaluation keep
+    # seeing frames normalised one way. Only the input size is the student's.
+    config.preprocess_cfg = copy.deepcopy(teacher.config.preprocess_cfg)
+    config.preprocess_cfg.image_size = spec.preprocess_cfg.image_size
     if image_size is not None:
         config.vision_cfg.image_size = int(image_size)
         config.preprocess_cfg.image_size = int(image_size)

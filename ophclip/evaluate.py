@@ -39,6 +39,8 @@ from .errors import ConfigError, DataError
 from .probe import ProbeOptions
 from .prompts import PromptSet, select_prompts
 from .zero_shot import (
+    NEEDS_NEGATIVE_PROMPTS,
+    TOOL_SCORINGS,
     build_negative_classifier,
     build_zero_shot_classifier,
     encode_texts,
@@ -62,7 +64,7 @@ class EvalOptions:
     video_frames: int = 8  # frames per video for the video-level embedding (surgery type, retrieval)
     smoothing_window: int = 1  # phase-probability moving average, in evaluated frames (1: off)
     causal_smoothing: bool = False
-    tool_scoring: str = "contrast"  # contrast | sigmoid (see ophclip.zero_shot)
+    tool_scoring: str = "centered"  # centered | contrast | sigmoid (see ophclip.zero_shot.TOOL_SCORINGS)
     tool_threshold: float = M.DEFAULT_TOOL_THRESHOLD
     n_boot: int = 1000  # bootstrap resamples of videos for 95% CIs (0: none)
     seed: int = 0
@@ -305,16 +307,22 @@ def _group_masks(labels) -> dict[str, np.ndarray]:
 
 def evaluate_tools(labels, emb: VideoEmbeddings, positive: torch.Tensor, negative: torch.Tensor | None,
                    scale: float, opts: EvalOptions):
-    targets, scores = [], []
-    for vid in emb.frames:
-        targets.append(_frame_targets(labels, emb, vid))
-        scores.append(tool_scores(emb.frames[vid], positive, scale, negative, opts.tool_scoring))
-    t, s = np.concatenate(targets), np.concatenate(scores)
-    out = M.tool_metrics(t, s, labels.class_names, opts.tool_threshold)
-    prevalence = [(t[:, k][t[:, k] >= 0] == 1).mean() for k in range(t.shape[1]) if (t[:, k] == 1).any()]
+    targets = np.concatenate([_frame_targets(labels, emb, vid) for vid in emb.frames])
+
+    def scores(scoring: str) -> np.ndarray:
+        return np.concatenate([tool_scores(emb.frames[vid], positive, scale, negative, scoring) for vid in emb.frames])
+
+    out = M.tool_metrics(targets, scores(opts.tool_scoring), labels.class_names, opts.tool_threshold)
+    prevalence = [(targets[:, k][targets[:, k] >= 0] == 1).mean()
+                  for k in range(targets.shape[1]) if (targets[:, k] == 1).any()]
     out["chance"] = {"mAP": float(np.mean(prevalence)) if prevalence else float("nan"),
                      "note": "AP of a random scorer equals the tool's prevalence; this is their mean"}
     out["scoring"] = opts.tool_scoring
+    # The other scorings side by side: which one suits a model is an empirical question (zero_shot docstring).
+    usable = [s for s in TOOL_SCORINGS if negative is not None or s not in NEEDS_NEGATIVE_PROMPTS]
+    out["mAP_by_scoring"] = {s: out["mAP"] if s == opts.tool_scoring else
+                             M.tool_metrics(targets, scores(s), labels.class_names, opts.tool_threshold)["mAP"]
+                             for s in usable}
     return out
 
 
@@ -348,8 +356,8 @@ def evaluate_retrieval(model, tokenizer, emb: VideoEmbeddings, texts: dict[str, 
 
 def check_options(opts: EvalOptions) -> None:
     """Reject option values that cannot work, naming the ``eval.`` key."""
-    if opts.tool_scoring not in ("contrast", "sigmoid"):
-        raise ConfigError(f"eval.tool_scoring = {opts.tool_scoring!r}; expected 'contrast' or 'sigmoid'")
+    if opts.tool_scoring not in TOOL_SCORINGS:
+        raise ConfigError(f"eval.tool_scoring = {opts.tool_scoring!r}; expected one of {sorted(TOOL_SCORINGS)}")
     if opts.smoothing_window < 1:
         raise ConfigError(f"eval.smoothing_window = {opts.smoothing_window}; expected >= 1 (1 = no smoothing)")
     if opts.batch_size < 1 or opts.video_frames < 1:
@@ -410,7 +418,7 @@ def run_zero_shot(
             raise DataError(f"{tools.name}: no tool labels for videos {missing[:5]}")
         ps = select_prompts(prompts, "tools", tools.class_names)
         pos = build_zero_shot_classifier(model, tokenizer, ps)
-        neg = build_negative_classifier(model, tokenizer, ps) if opts.tool_scoring == "contrast" else None
+        neg = build_negative_classifier(model, tokenizer, ps)
         result["tools"] = evaluate_tools(tools, emb, pos, neg, scale, opts)
         if opts.plots:
             plots.tool_ap_bars(result["tools"]["per_tool"], out_dir / "tool_ap.png", title=f"{tools.name}: per-tool AP")
@@ -466,7 +474,9 @@ def markdown_report(result: dict) -> str:
         t = result["tools"]
         lines += ["## Instrument recognition", "",
                   f"mAP {_fmt(t['mAP'])} (chance {_fmt(t['chance']['mAP'])}); FPR at threshold {t['threshold']} "
-                  f"= {_fmt(t['fpr'])} ({t['scoring']} scores).", "", "| tool | AP | FPR | positive frames |",
+                  f"= {_fmt(t['fpr'])} ({t['scoring']} scores).", "",
+                  "mAP by scoring: " + ", ".join(f"{k} {_fmt(v)}" for k, v in t.get("mAP_by_scoring", {}).items()),
+                  "", "| tool | AP | FPR | positive frames |",
                   "|---|---|---|---|"]
         lines += [f"| {n} | {_fmt(v['ap'])} | {_fmt(v['fpr'])} | {v['n_positive']} |" for n, v in t["per_tool"].items()]
         lines.append("")

@@ -7,12 +7,21 @@ the model's logit scale.
 
 * Phase: softmax over classes per frame, then optionally a moving average over
   time *within one video* (:func:`smooth_probabilities`), then argmax.
-* Tools: each tool is scored on its own. ``"contrast"`` (default) compares the tool
-  prompt with its negative prompt ("... with no {tool} in view"):
-  p = sigmoid(scale * (cos_pos - cos_neg)), the two-way softmax CLIP uses for
-  binary zero-shot; it is a calibrated probability, so a 0.5 threshold means
-  "present is likelier than absent". ``"sigmoid"`` is sigmoid(scale * cos_pos):
-  rank-equivalent (same AP), but its threshold has no meaning (FPR is near 1).
+* Tools: each tool is scored on its own, by one of :data:`TOOL_SCORINGS`. Every tool
+  prompt shares the template ("a frame of eye surgery with {} in view"), so a frame's
+  raw similarities to all tool prompts move together: a frame that looks like "a frame
+  of eye surgery" scores every tool high. That shared offset varies across frames and
+  swamps the per-tool signal when frames are ranked (AP).
+  - ``"centered"`` (default) removes it: p = sigmoid(scale * (cos_k - mean_j cos_j)),
+    the tool's margin over the frame's average tool prompt. 0.5 means "more like this
+    tool than like the average tool".
+  - ``"contrast"`` compares the tool prompt with its negative prompt ("... with no {tool}
+    in view"): p = sigmoid(scale * (cos_pos - cos_neg)), CLIP's two-way softmax for binary
+    zero-shot. Text towers that do not model negation (MiniLM) make the two prompts near
+    twins, so the margin is mostly noise.
+  - ``"sigmoid"`` is sigmoid(scale * cos_pos), uncorrected: the baseline the others beat.
+  The three rank frames differently, so they give different APs; the README's results
+  table reports them side by side.
 * Surgery type: softmax over the video-level embedding's similarities.
 
 Embeddings passed in are expected L2-normalised (the model API's ``normalize=True``).
@@ -31,7 +40,7 @@ from .prompts import PromptSet
 
 logger = logging.getLogger(__name__)
 
-ToolScoring = Literal["contrast", "sigmoid"]
+ToolScoring = Literal["centered", "contrast", "sigmoid"]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -119,22 +128,38 @@ def smooth_probabilities(probs: np.ndarray, window: int, causal: bool = False) -
     return uniform_filter1d(probs, size=window, axis=0, mode="nearest", origin=origin)
 
 
+def _centered(pos: torch.Tensor, negative_logits) -> torch.Tensor:
+    return pos - pos.mean(dim=1, keepdim=True)
+
+
+def _contrast(pos: torch.Tensor, negative_logits) -> torch.Tensor:
+    return pos - negative_logits()
+
+
+def _uncorrected(pos: torch.Tensor, negative_logits) -> torch.Tensor:
+    return pos
+
+
+# scoring name -> (logits, negative logits thunk) -> corrected logits; sigmoid gives the probability.
+TOOL_SCORINGS = {"centered": _centered, "contrast": _contrast, "sigmoid": _uncorrected}
+NEEDS_NEGATIVE_PROMPTS = frozenset({"contrast"})
+
+
 def tool_scores(
     embeddings,
     positive: torch.Tensor,
     scale: float,
     negative: torch.Tensor | None = None,
-    scoring: ToolScoring = "contrast",
+    scoring: ToolScoring = "centered",
 ) -> np.ndarray:
     """(N, K) per-tool presence scores in [0, 1] (see module docstring)."""
+    if scoring not in TOOL_SCORINGS:
+        raise ValueError(f"tool scoring {scoring!r}; expected one of {sorted(TOOL_SCORINGS)}")
+    if scoring in NEEDS_NEGATIVE_PROMPTS and negative is None:
+        raise ValueError(f"scoring={scoring!r} needs the negative prompt classifier")
     pos = class_logits(embeddings, positive, scale)
-    if scoring == "contrast":
-        if negative is None:
-            raise ValueError("scoring='contrast' needs the negative prompt classifier")
-        return torch.sigmoid(pos - class_logits(embeddings, negative, scale)).numpy()
-    if scoring == "sigmoid":
-        return torch.sigmoid(pos).numpy()
-    raise ValueError(f"tool scoring {scoring!r}; expected 'contrast' or 'sigmoid'")
+    logits = TOOL_SCORINGS[scoring](pos, lambda: class_logits(embeddings, negative, scale))
+    return torch.sigmoid(logits).numpy()
 
 
 def video_type_probabilities(video_embeddings, classifier: torch.Tensor, scale: float) -> np.ndarray:

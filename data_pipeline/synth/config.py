@@ -23,6 +23,7 @@ class NarrationConfig:
     words_per_minute: tuple[int, int] = (150, 185)  # espeak-ng -s, drawn per video
     unnarrated_phase_prob: float = 0.2  # a phase the surgeon does not talk about
     second_sentence_prob: float = 0.5  # a long phase may get a second sentence
+    tool_mention_prob: float = 0.7  # a phase sentence names the tools in view ("..., with the Bonn forceps")
     chatter_prob: float = 0.35  # per gap between phases: irrelevant talk ("let me adjust the light")
     gap_s: tuple[float, float] = (0.3, 1.2)  # silence before a sentence
     sample_rate: int = 16000

@@ -183,6 +183,16 @@ CHATTER: tuple[str, ...] = (
     "let us wait a second",
 )
 
+# Surgeons name the instruments they hold ("... with the Rycroft cannula"). A phase sentence may end
+# with one of these clauses naming tools that are in view while it is spoken, under the tool's
+# class name, so text about a tool can be tied to its look (zero-shot instrument recognition).
+TOOL_CLAUSES: tuple[str, ...] = (
+    "{sentence}, using the {tools}",
+    "{sentence}, with the {tools}",
+    "{sentence}; the {tools} in view",
+    "{sentence}, the {tools} in the eye",
+)
+
 _SLOT = re.compile(r"\{(\w+)\}")
 
 # Acronyms are written as surgeons write them (the script and SRT hold the written form) but
@@ -208,6 +218,17 @@ def fill_template(template: str, rng: np.random.Generator) -> str:
     return text[0].upper() + text[1:]
 
 
+def tool_phrase(tools: list[str]) -> str:
+    """How a surgeon names the tools in view: "Bonn forceps", "Bonn forceps and the Rycroft cannula"."""
+    names = [t.replace("/", " and ") for t in tools]  # "irrigation/aspiration" is said, not written
+    return " and the ".join(names)
+
+
+def mention_tools(text: str, tools: list[str], rng: np.random.Generator) -> str:
+    clause = TOOL_CLAUSES[rng.integers(len(TOOL_CLAUSES))]
+    return clause.format(sentence=text, tools=tool_phrase(tools))
+
+
 @dataclass
 class Sentence:
     text: str
@@ -221,7 +242,7 @@ def plan_script(plan: VideoPlan, cfg: NarrationConfig, rng: np.random.Generator)
     """Candidate sentences per phase occurrence, in order; audio placement keeps them from overlapping."""
     out: list[Sentence] = []
     fps = plan.fps
-    for seg in plan.segments:
+    for index, seg in enumerate(plan.segments):
         start, end = seg.start / fps, seg.end / fps
         if rng.random() < cfg.chatter_prob:
             out.append(Sentence(CHATTER[rng.integers(len(CHATTER))].capitalize(), seg.phase_id, True,
@@ -234,5 +255,13 @@ def plan_script(plan: VideoPlan, cfg: NarrationConfig, rng: np.random.Generator)
         for k in range(n):
             text = fill_template(templates[order[k % len(templates)]], rng)
             lo = start + k * 0.5 * (end - start)
-            out.append(Sentence(text, seg.phase_id, False, lo, lo + 0.6 * (end - start) / n))
+            hi = lo + 0.6 * (end - start) / n
+            if rng.random() < cfg.tool_mention_prob:
+                # Tools drawn while the sentence can be spoken (it lasts a few seconds past ``hi``).
+                in_view = sorted({iv.tool for iv in plan.tools
+                                  if iv.segment == index and iv.start / fps < hi + 3.0 and iv.end / fps > lo})
+                if in_view:
+                    named = [in_view[i] for i in rng.permutation(len(in_view))[:2]]
+                    text = mention_tools(text, named, rng)
+            out.append(Sentence(text, seg.phase_id, False, lo, hi))
     return out

@@ -365,6 +365,33 @@ def test_every_phase_has_paraphrases_with_known_slots():
     assert len({fill_template(TEMPLATES[5][0], rng) for _ in range(20)}) >= 5
 
 
+def test_narration_names_the_tools_in_view_by_their_class_names():
+    """Text about a tool is what ties its look to a prompt: named tools must be drawn while the sentence may be spoken."""
+    import dataclasses
+
+    from data_pipeline.synth.narration import plan_script, tool_phrase
+    from data_pipeline.synth.taxonomy import ALL_TOOLS
+
+    cfg = small_config(n_narrated=6, duration_s=(20.0, 20.0), surgery_weights=[1.0, 1.0, 1.0])
+    always = dataclasses.replace(cfg.narration, tool_mention_prob=1.0, unnarrated_phase_prob=0.0)
+    never = dataclasses.replace(always, tool_mention_prob=0.0)
+    named_any = 0
+    for row in dataset_plan(cfg)[:6]:
+        plan = plan_video(cfg, *row)
+        for s in plan_script(plan, always, np.random.default_rng(0)):
+            if s.is_chatter:
+                continue
+            named = [t for t in ALL_TOOLS if tool_phrase([t]) in s.text]
+            drawn = {iv.tool for iv in plan.tools
+                     if iv.start / plan.fps < s.latest + 3.0 and iv.end / plan.fps > s.earliest}
+            assert set(named) <= drawn, (s.text, drawn)
+            named_any += bool(named)
+        # Off, no clause is added (long names only: "Kelly punch" is also phase vocabulary).
+        assert not any(tool_phrase([t]) in s.text for s in plan_script(plan, never, np.random.default_rng(0))
+                       if not s.is_chatter for t in ALL_TOOLS if len(t) > 12)
+    assert named_any >= 10
+
+
 def test_acronyms_are_spelled_for_the_speech_engine_only():
     from data_pipeline.synth.narration import spoken_form
 

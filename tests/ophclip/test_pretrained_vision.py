@@ -76,3 +76,30 @@ def test_train_and_eval_transforms_use_imagenet_normalisation():
         / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     assert torch.allclose(evaluation(frames), expected, atol=1e-5)
     assert torch.allclose(train(frames), expected, atol=1e-5)
+
+
+def test_every_path_normalises_frames_as_the_weights_expect(tmp_path):
+    """Pretraining, evaluation, the bank and streaming load a saved folder; distillation builds a student.
+
+    Each must feed the tower ImageNet-normalised frames; a student of another config must not fall back
+    to its own (OpenAI) statistics.
+    """
+    from ophclip.distill import build_student
+    from ophclip.transforms import build_transforms
+
+    model, _, evaluation = ophclip.create_model_and_transforms(MODEL)
+    frames = torch.randint(0, 256, (2, 128, 128, 3), dtype=torch.uint8)
+    _, _, reloaded = ophclip.create_model_and_transforms(model.save_pretrained(tmp_path / "teacher"))
+    assert torch.equal(evaluation(frames), reloaded(frames))  # bank, zero-shot and stream load this way
+
+    student = build_student(model, "OphCLIP-tiny-RN-MiniLM")
+    cfg = student.config.preprocess_cfg
+    assert (tuple(cfg.mean), tuple(cfg.std)) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert cfg.image_size == 64  # the student's own input size
+    _, student_eval = build_transforms(cfg)
+    _, _, student_reloaded = ophclip.create_model_and_transforms(student.save_pretrained(tmp_path / "student"))
+    small = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    expected = (small.permute(0, 3, 1, 2).float() / 255 - torch.tensor(cfg.mean)[:, None, None]) \
+        / torch.tensor(cfg.std)[:, None, None]
+    assert torch.allclose(student_eval(small), expected, atol=1e-5)
+    assert torch.equal(student_reloaded(small), student_eval(small))

@@ -76,6 +76,24 @@ def test_tool_scores_contrast_is_a_two_way_softmax():
         tool_scores(emb, pos, 10.0, None, "contrast")
 
 
+def test_centered_tool_scores_remove_the_frame_offset_shared_by_all_tool_prompts():
+    """A frame that matches the shared template scores every tool high; centring ranks by the tool itself."""
+    g = torch.Generator().manual_seed(3)
+    classifier = torch.nn.functional.normalize(torch.randn(16, 3, generator=g), dim=0)
+    template = torch.nn.functional.normalize(torch.ones(16), dim=0)
+    shared = classifier + template[:, None]  # each tool prompt = its own direction + the shared template
+    # Frame 0 shows tool 0 faintly; frame 1 shows no tool but looks strongly like "a frame of eye surgery".
+    frames = torch.stack([0.3 * classifier[:, 0], 2.0 * template])
+    raw = tool_scores(frames, shared, 10.0, scoring="sigmoid")
+    centered = tool_scores(frames, shared, 10.0, scoring="centered")
+    assert raw[1, 0] > raw[0, 0]  # uncorrected, the tool-less frame outranks the frame with the tool
+    assert centered[0, 0] > centered[1, 0]
+    logits = 10.0 * frames @ shared
+    assert np.allclose(centered, torch.sigmoid(logits - logits.mean(dim=1, keepdim=True)).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="expected one of"):
+        tool_scores(frames, shared, 10.0, scoring="softmax")
+
+
 def test_logit_scale_reads_the_log_parameter():
     assert logit_scale_of(OracleModel()) == pytest.approx(10.0)
 
