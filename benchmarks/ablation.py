@@ -37,7 +37,10 @@ OFF = ["loss.retrieval_mode=off", "ssl_aux.weight=0.0"]
 BASE = ["model.name=OphCLIP-tiny-MiniLM", "data.clips_per_video=1", *OFF]
 CNN = ["model.name=OphCLIP-tiny-RN-MiniLM", "data.clips_per_video=1", *OFF]
 GROUPED = ["data.clips_per_video=8"]  # about one whole video per run of clips (242 clips / 30 videos)
-DEMO = [*CNN, *GROUPED, "loss.retrieval_mode=soft_positive", *MEMORY]  # configs/pretrain_demo.yaml's choices
+FIRST_DEMO = [*CNN, *GROUPED, "loss.retrieval_mode=soft_positive", *MEMORY]  # the first wave's demo (scratch CNN)
+# The ImageNet EfficientNet-Lite0, its first 14 of 17 layer groups locked with frozen BatchNorm statistics.
+IMAGENET = ["model.name=OphCLIP-EffNetLite0-MiniLM", "model.pretrained=imagenet", "model.lock_image=true",
+            "model.lock_image_unlocked_groups=3", "model.freeze_bn_stats=true", "train.lr=5e-4", *OFF, *GROUPED]
 VARIANTS: dict[str, list[str]] = {
     "clip only (CLIP-style)": [*BASE, "train.video_every=0"],
     "clip + video (hierarchical)": [*BASE],
@@ -47,7 +50,12 @@ VARIANTS: dict[str, list[str]] = {
     "hierarchical + video-grouped clip batches": [*BASE, *GROUPED],
     "hierarchical, CNN tower": [*CNN],
     "hierarchical, CNN tower + video-grouped clip batches": [*CNN, *GROUPED],
-    "hierarchical, CNN tower + grouped + retrieval soft_positive (the demo)": DEMO,
+    "hierarchical, CNN tower + grouped + retrieval soft_positive (the first demo)": FIRST_DEMO,
+    "ImageNet tower, clip only": [*IMAGENET, "train.video_every=0"],
+    "ImageNet tower, hierarchical": IMAGENET,
+    "ImageNet tower, hierarchical + retrieval soft_positive": [*IMAGENET, "loss.retrieval_mode=soft_positive",
+                                                              *MEMORY],
+    "ImageNet tower fully locked (projection only), hierarchical": [*IMAGENET, "model.lock_image_unlocked_groups=0"],
 }
 METRICS = {  # column -> path in the row
     "phase acc. (26+1 classes)": ("phase", "video_accuracy"),
@@ -84,7 +92,9 @@ def ssl_init_variant(vision: Path) -> tuple[str, list[str]]:
     if model == "OphCLIP-tiny-MiniLM":
         return f"hierarchical, {recipe}", [*BASE, init]
     if model == "OphCLIP-tiny-RN-MiniLM":
-        return f"the demo, {recipe}", [*DEMO, init]
+        return f"the first demo, {recipe}", [*FIRST_DEMO, init]
+    if model == "OphCLIP-EffNetLite0-MiniLM":  # ImageNet + SSL (OVFM's order): the SSL tower replaces ImageNet's
+        return f"ImageNet tower, hierarchical, {recipe}", [*IMAGENET, init]
     return f"hierarchical, {model}, {recipe}", [*OFF, f"model.name={model}", init]
 
 

@@ -64,8 +64,11 @@ def run_zeroshot_config(cfg, progress: bool = True) -> dict:
     return result
 
 
-def run_probe(cfg, progress: bool = True) -> dict:
-    """Embed train and test videos once, then fit the probes; writes probe.json and probe.md."""
+def run_probe(cfg, progress: bool = True, model_and_preprocess=None) -> dict:
+    """Embed train and test videos once, then fit the probes; writes probe.json and probe.md.
+
+    ``model_and_preprocess`` replaces loading ``cfg.model`` (a benchmark probing another feature of a model).
+    """
     import dataclasses
 
     from data_pipeline._io import atomic_write_json, atomic_write_text
@@ -81,7 +84,7 @@ def run_probe(cfg, progress: bool = True) -> dict:
     else:
         train_bench = test_bench
         train_ids, test_ids = split_videos(test_bench.phases, cfg.test_fraction, cfg.split_seed)
-    model, preprocess, _ = load_model(cfg.model)
+    model, preprocess = model_and_preprocess or load_model(cfg.model)[:2]
     o = cfg.eval
     train_emb = embed_videos(model, preprocess, train_bench.source, train_bench.phases, o.fps, o.batch_size,
                              o.video_frames, train_ids, progress)

@@ -183,9 +183,13 @@ def test_ablation_ssl_row_is_named_after_its_recipe(tmp_path):
     (name_a, over_a), (name_b, over_b) = ssl_init_variant(dino), ssl_init_variant(infonce)
     assert name_a != name_b and "dino 300 steps" in name_a and "infonce 1200 steps" in name_b
     assert over_a[-1] == f"model.init_vision_from={dino}"
-    # The CNN tower's SSL row is the demo's row started from the tower, so the two compare directly.
-    demo = VARIANTS["hierarchical, CNN tower + grouped + retrieval soft_positive (the demo)"]
+    # The CNN tower's SSL row is the first demo's row started from the tower, so the two compare directly.
+    demo = VARIANTS["hierarchical, CNN tower + grouped + retrieval soft_positive (the first demo)"]
     assert over_b == [*demo, f"model.init_vision_from={infonce}"]
+    imagenet_name, imagenet_over = ssl_init_variant(vision("effnet", "OphCLIP-EffNetLite0-MiniLM", method="dino",
+                                                           steps=200))
+    assert imagenet_over == [*VARIANTS["ImageNet tower, hierarchical"], f"model.init_vision_from={tmp_path / 'effnet'}"]
+    assert imagenet_name.startswith("ImageNet tower, hierarchical, SSL-initialised")
     vit_name, vit_over = ssl_init_variant(vision("vit", "OphCLIP-tiny-MiniLM", method="dino", steps=100))
     assert "model.name=OphCLIP-tiny-MiniLM" in vit_over and vit_over[-1].endswith("/vit")
     from ophclip.errors import ModelError
