@@ -34,13 +34,20 @@ MEMORY = ["memory.k=4", "memory.warmup_steps=40", "memory.refresh_every=40", "me
 # turns on its own parts (the demo config itself may have them on).
 OFF = ["loss.retrieval_mode=off", "ssl_aux.weight=0.0"]
 # The first rows use the first demo's tower (a 4-layer ViT) and uniformly shuffled clip batches.
-BASE = ["model.name=OphCLIP-tiny-MiniLM", "data.clips_per_video=1", *OFF]
-CNN = ["model.name=OphCLIP-tiny-RN-MiniLM", "data.clips_per_video=1", *OFF]
+# Scratch towers: random init, nothing locked, the first demo's learning rate (the demo config now
+# holds the ImageNet recipe's).
+# Undo the demo config's ImageNet tower settings.
+RANDOM_INIT_MODEL = ["model.pretrained=null", "model.lock_image=false", "model.lock_image_unlocked_groups=0",
+                     "model.freeze_bn_stats=false", "model.image_size=null"]
+SCRATCH = [*RANDOM_INIT_MODEL, "train.lr=1e-3", *OFF]
+BASE = ["model.name=OphCLIP-tiny-MiniLM", "data.clips_per_video=1", *SCRATCH]
+CNN = ["model.name=OphCLIP-tiny-RN-MiniLM", "data.clips_per_video=1", *SCRATCH]
 GROUPED = ["data.clips_per_video=8"]  # about one whole video per run of clips (242 clips / 30 videos)
 FIRST_DEMO = [*CNN, *GROUPED, "loss.retrieval_mode=soft_positive", *MEMORY]  # the first wave's demo (scratch CNN)
 # The ImageNet EfficientNet-Lite0, its first 14 of 17 layer groups locked with frozen BatchNorm statistics.
 IMAGENET = ["model.name=OphCLIP-EffNetLite0-MiniLM", "model.pretrained=imagenet", "model.lock_image=true",
-            "model.lock_image_unlocked_groups=3", "model.freeze_bn_stats=true", "train.lr=5e-4", *OFF, *GROUPED]
+            "model.lock_image_unlocked_groups=3", "model.freeze_bn_stats=true", "model.image_size=160",
+            "train.lr=5e-4", *OFF, *GROUPED]
 VARIANTS: dict[str, list[str]] = {
     "clip only (CLIP-style)": [*BASE, "train.video_every=0"],
     "clip + video (hierarchical)": [*BASE],
@@ -53,8 +60,8 @@ VARIANTS: dict[str, list[str]] = {
     "hierarchical, CNN tower + grouped + retrieval soft_positive (the first demo)": FIRST_DEMO,
     "ImageNet tower, clip only": [*IMAGENET, "train.video_every=0"],
     "ImageNet tower, hierarchical": IMAGENET,
-    "ImageNet tower, hierarchical + retrieval soft_positive": [*IMAGENET, "loss.retrieval_mode=soft_positive",
-                                                              *MEMORY],
+    "ImageNet tower, hierarchical + retrieval soft_positive (the demo)": [*IMAGENET, "loss.retrieval_mode=soft_positive",
+                                                                         *MEMORY],
     "ImageNet tower fully locked (projection only), hierarchical": [*IMAGENET, "model.lock_image_unlocked_groups=0"],
 }
 METRICS = {  # column -> path in the row
@@ -187,6 +194,19 @@ def chance_row(row: dict, synth: Path) -> dict[str, float]:
     }
 
 
+def data_conditions(synth: Path, root: Path) -> str:
+    """What the rows were measured on, for the README: the dataset's size and the frame cache's resolution."""
+    import pandas as pd
+
+    meta = pd.read_csv(synth / "metadata.csv", dtype=str)
+    counts = meta.groupby(["split"]).size().to_dict()
+    frames = json.loads((root / "run.json").read_text()).get("config", {}) if (root / "run.json").is_file() else {}
+    side = frames.get("short_side", "?")
+    return (f"Data: {counts.get('narrated_pretrain', 0)} narrated, {counts.get('silent_pretrain', 0)} silent and "
+            f"{counts.get('eval', 0)} held-out videos, frame cache at {side} px; prompts "
+            "`benchmarks/prompts/synthetic.yaml`")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("/tmp/ophclip_ablation_data"))
@@ -197,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="`ophclip ssl` output vision/ folders: each adds an SSL-initialised row for its tower")
     p.add_argument("--steps", type=int, default=None, help="override the demo's train.steps (default: the demo's)")
     p.add_argument("--cached-only", action="store_true", help="tabulate the finished runs only; train nothing")
+    p.add_argument("--title", default=None, help="the table's title in README (what this ablation asks)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logger.setLevel(logging.INFO)
@@ -226,7 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     chance = chance_row(rows[0], synth)
     md = markdown(table, chance)
     result = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform(),
-              "processor": platform.processor(), "variants": variants, "table": table, "chance": chance, "rows": rows}
+              "processor": platform.processor(), "title": args.title, "conditions": data_conditions(synth, root),
+              "variants": variants, "table": table, "chance": chance, "rows": rows}
     atomic_write_json(args.out / "ablation.json", result)
     atomic_write_text(args.out / "ablation.md", md)
     print(md)

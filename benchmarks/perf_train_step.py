@@ -218,11 +218,12 @@ def make_trainer(model: str, root: Path, out_dir: Path, sizes: dict, mode: str, 
                  extra: list[str] = ()):
     """The real ``ophclip.train.Trainer`` on ``root``: demo config, this model and sizes, retrieval ``mode``
     (``extra``: more dotted overrides)."""
+    from benchmarks.ablation import RANDOM_INIT_MODEL
     from ophclip.config import load_config
     from ophclip.train import PretrainConfig, Trainer
 
     overrides = [
-        f"data.root={root}", f"model.name={model}", f"train.output_dir={out_dir}",
+        f"data.root={root}", f"model.name={model}", *RANDOM_INIT_MODEL, f"train.output_dir={out_dir}",
         f"train.clip_batch_size={sizes['clip_batch']}", f"data.clip_frames={sizes['clip_frames']}",
         f"train.video_batch_size={sizes['video_batch']}", f"data.video_frames={sizes['video_frames']}",
         "train.steps=1000000", "train.save_every=1000000", "train.device=cpu", "train.precision=fp32",

@@ -129,6 +129,7 @@ def create_model(
     text_frozen: bool | None = None,
     text_model_path: str | Path | None = None,
     cache_dir: str | None = None,
+    image_size: int | None = None,
 ):
     """Build a registered model (or load a saved folder).
 
@@ -141,12 +142,17 @@ def create_model(
         text_frozen: override the config's ``text_frozen``.
         text_model_path: local folder of the Hugging Face text model (offline use of hub-named towers).
         cache_dir: open_clip's download cache for pretrained tags.
+        image_size: build a registry model for this input size instead of its config's (open_clip's
+            ``force_image_size``); the transforms follow. A saved folder keeps the size it was trained at.
     """
     from .model import OphCLIP, load_saved_config
 
     saved = _saved_folder(model_name) or (_saved_folder(pretrained) if pretrained is not None else None)
     if saved is not None:
         config = load_saved_config(saved)
+        if image_size is not None and int(image_size) != config.preprocess_cfg.image_size:
+            raise ModelError(f"{saved} was trained at {config.preprocess_cfg.image_size} px; image_size={image_size} "
+                             "applies to registry models only (leave it unset to load the folder)")
         requested = str(model_name)
         if requested in _MODEL_CONFIGS and config.model_name not in (None, requested):
             logger.warning(
@@ -164,6 +170,10 @@ def create_model(
             )
         config = get_model_config(str(model_name))
         _apply_text_overrides(config, text_frozen, text_model_path)
+        if image_size is not None:
+            if int(image_size) < 32:
+                raise ModelError(f"image_size={image_size}: too small for a vision tower (>= 32 pixels)")
+            config.vision_cfg.image_size = config.preprocess_cfg.image_size = int(image_size)
         if pretrained is not None and config.vision_cfg.timm_model_name:
             # Read the weights first, so a missing package or file fails before the towers are built.
             trunk_state = _timm_trunk_weights(config, str(pretrained), cache_dir)

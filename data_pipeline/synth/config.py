@@ -112,7 +112,7 @@ TINY = dict(
     seed=0, n_narrated=4, n_silent=2, n_eval=2, duration_s=(8.0, 15.0), fps=8, width=96, height=80,
     surgery_weights=[1.0, 1.0, 1.0], min_phase_s=0.5, workers=2,
 )
-DEMO = dict(seed=0, n_narrated=30, n_silent=30, n_eval=12, duration_s=(30.0, 90.0), fps=8, width=192, height=160)
+DEMO = dict(seed=0, n_narrated=90, n_silent=30, n_eval=12, duration_s=(30.0, 90.0), fps=8, width=192, height=160)
 PRESETS = {"tiny": TINY, "demo": DEMO}
 
 

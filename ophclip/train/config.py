@@ -47,6 +47,9 @@ class ModelSection:
     # BatchNorm layers of the vision tower keep their (pretrained) running statistics while training;
     # works with or without lock_image.
     freeze_bn_stats: bool = False
+    # Input size in pixels, overriding the model config's (null: the config's). A CNN tower takes any
+    # size; ImageNet features degrade below ~128 px and the step time grows with the pixel count.
+    image_size: int | None = None
 
 
 @dataclass

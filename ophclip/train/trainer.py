@@ -92,6 +92,7 @@ def build_components(cfg: PretrainConfig) -> Components:
         pretrained=cfg.model.pretrained,
         augmentation=cfg.data.augmentation,
         text_frozen=cfg.model.freeze_text,
+        image_size=cfg.model.image_size,
     )
     if cfg.model.init_vision_from:
         from ..ssl import load_vision_init

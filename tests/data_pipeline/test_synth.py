@@ -71,7 +71,7 @@ def test_shipped_presets_load():
     tiny = load_config(SynthConfig, CONFIGS / "synth_tiny.yaml")
     demo = load_config(SynthConfig, CONFIGS / "synth_demo.yaml")
     assert (tiny.n_narrated, tiny.n_silent, tiny.n_eval) == (4, 2, 2)
-    assert (demo.n_narrated, demo.n_silent, demo.n_eval, demo.fps) == (30, 30, 12, 8)
+    assert (demo.n_narrated, demo.n_silent, demo.n_eval, demo.fps) == (90, 30, 12, 8)
 
 
 def test_unknown_key_names_key_and_file(tmp_path):

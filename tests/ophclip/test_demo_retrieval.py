@@ -13,7 +13,7 @@ from ophclip.demo import DemoContext, pretrain_stage, retrieval_stage
 TINY = ["train.steps=6", "train.clip_batch_size=4", "train.video_batch_size=2", "train.video_every=1",
         "train.warmup_steps=1", "train.save_every=100", "data.clip_frames=2", "data.video_frames=4",
         "loss.retrieval_mode=feature_aug", "memory.k=2", "memory.warmup_steps=2", "memory.refresh_every=2",
-        "log.tensorboard=false"]
+        "log.tensorboard=false", "model.image_size=64"]  # the demo model, small frames: a test, not a result
 
 
 @pytest.mark.slow  # about a minute: a 6-step pretraining run, two bank builds and galleries

@@ -103,3 +103,15 @@ def test_every_path_normalises_frames_as_the_weights_expect(tmp_path):
         / torch.tensor(cfg.std)[:, None, None]
     assert torch.allclose(student_eval(small), expected, atol=1e-5)
     assert torch.equal(student_reloaded(small), student_eval(small))
+
+
+def test_image_size_overrides_a_registry_model_and_its_transforms(tmp_path):
+    model, _, evaluation = ophclip.create_model_and_transforms(MODEL, image_size=160)
+    frames = torch.randint(0, 256, (2, 120, 150, 3), dtype=torch.uint8)
+    x = evaluation(frames)
+    assert x.shape == (2, 3, 160, 160)
+    assert model.encode_image(x).shape == (2, model.embed_dim)
+    folder = model.save_pretrained(tmp_path / "m160")
+    assert ophclip.create_model(folder).config.preprocess_cfg.image_size == 160  # the folder keeps its size
+    with pytest.raises(ModelError, match="trained at 160 px"):
+        ophclip.create_model(folder, image_size=128)

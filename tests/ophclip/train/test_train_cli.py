@@ -18,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 @pytest.mark.parametrize(("name", "model"), [("pretrain_tiny.yaml", "OphCLIP-tiny-MiniLM"),
-                                           ("pretrain_demo.yaml", "OphCLIP-tiny-RN-MiniLM")])
+                                           ("pretrain_demo.yaml", "OphCLIP-EffNetLite0-MiniLM")])
 def test_shipped_configs_load_and_validate(name, model):
     cfg = load_config(PretrainConfig, CONFIGS / name, ["data.root=somewhere"])
     validate(cfg)
