@@ -122,20 +122,21 @@ def place_and_mix(sentences: list[Sentence], duration_s: float, voice: Voice, cf
     placed: list[PlacedSentence] = []
     cursor = 0.0
     for s in sentences:
-        pcm = speak(spoken_form(s.text), voice.name, voice.words_per_minute, voice.pitch, sr)
-        if len(pcm) == 0:
-            continue
         start = max(s.earliest, cursor) + rng.uniform(*cfg.gap_s)
         if start > s.latest:
             continue
         # Whole milliseconds, so the SRT (ms resolution) and script.parquet hold the same times.
         start = round(start, 3)
         a = int(round(start * sr))
-        pcm = np.pad(pcm, (0, -len(pcm) % max(1, sr // 1000)))
-        if a + len(pcm) > n - int(0.1 * sr):
-            continue
+        for text in filter(None, (s.text, s.without_tools)):
+            pcm = speak(spoken_form(text), voice.name, voice.words_per_minute, voice.pitch, sr)
+            pcm = np.pad(pcm, (0, -len(pcm) % max(1, sr // 1000)))
+            if 0 < len(pcm) and a + len(pcm) <= n - int(0.1 * sr):
+                break
+        else:
+            continue  # silent or too long for what is left of the video, even without its tool clause
         peak = float(np.max(np.abs(pcm)))
         track[a:a + len(pcm)] += pcm * (cfg.speech_peak / max(peak, 1e-6))
-        placed.append(PlacedSentence(s.text, s.phase_id, s.is_chatter, a / sr, (a + len(pcm)) / sr))
+        placed.append(PlacedSentence(text, s.phase_id, s.is_chatter, a / sr, (a + len(pcm)) / sr))
         cursor = (a + len(pcm)) / sr
     return placed, np.clip(track, -1.0, 1.0)

@@ -236,6 +236,9 @@ class Sentence:
     is_chatter: bool
     earliest: float  # seconds: the sentence may start from here
     latest: float  # seconds: it must start before this or be dropped
+    # The sentence without its tool clause: spoken instead when the full one would run past the video's end,
+    # so a short video keeps its narration rather than losing the sentence.
+    without_tools: str = ""
 
 
 def plan_script(plan: VideoPlan, cfg: NarrationConfig, rng: np.random.Generator) -> list[Sentence]:
@@ -253,7 +256,7 @@ def plan_script(plan: VideoPlan, cfg: NarrationConfig, rng: np.random.Generator)
         order = rng.permutation(len(templates))
         n = 2 if (end - start > 8.0 and rng.random() < cfg.second_sentence_prob) else 1
         for k in range(n):
-            text = fill_template(templates[order[k % len(templates)]], rng)
+            text = base = fill_template(templates[order[k % len(templates)]], rng)
             lo = start + k * 0.5 * (end - start)
             hi = lo + 0.6 * (end - start) / n
             if rng.random() < cfg.tool_mention_prob:
@@ -263,5 +266,5 @@ def plan_script(plan: VideoPlan, cfg: NarrationConfig, rng: np.random.Generator)
                 if in_view:
                     named = [in_view[i] for i in rng.permutation(len(in_view))[:2]]
                     text = mention_tools(text, named, rng)
-            out.append(Sentence(text, seg.phase_id, False, lo, hi))
+            out.append(Sentence(text, seg.phase_id, False, lo, hi, without_tools=base if text != base else ""))
     return out

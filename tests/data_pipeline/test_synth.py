@@ -198,6 +198,10 @@ def test_layout_and_splits(synth_tiny_dir, meta, synth_tiny_config):
     assert types.set_index("video_id")["surgery_type"].to_dict() == meta.set_index("video_id")["surgery_type"].to_dict()
     for m in meta.itertuples():
         assert cfg.duration_s[0] <= m.duration_s <= cfg.duration_s[1] + 1.0
+    # "narrated" must mean narration was placed, even in the shortest video (long tool clauses once crowded it out).
+    script = pd.read_parquet(synth_tiny_dir / "script.parquet")
+    spoken = set(script.loc[~script["is_chatter"], "video_id"])
+    assert set(meta.loc[meta["kind"] == "narrated", "video_id"]) <= spoken
 
 
 def test_cataract101_files_label_every_frame_without_overlap(synth_tiny_dir, meta):
