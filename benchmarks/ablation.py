@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data_pipeline._io import atomic_write_json, atomic_write_text
+from ophclip.allocator import keep_freed_memory
 
 logger = logging.getLogger("benchmarks.ablation")
 
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cached-only", action="store_true", help="tabulate the finished runs only; train nothing")
     p.add_argument("--title", default=None, help="the table's title in README (what this ablation asks)")
     args = p.parse_args(argv)
+    keep_freed_memory()  # as the CLI does, so `train s` is what `ophclip pretrain` takes
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logger.setLevel(logging.INFO)
 

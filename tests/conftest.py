@@ -14,6 +14,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from pathlib import Path  # noqa: E402
 
+from ophclip.allocator import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as the CLI does: training steps in tests would otherwise spend their time in page faults
+
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

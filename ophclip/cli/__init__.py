@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from ophclip.allocator import keep_freed_memory
+
 app = typer.Typer(
     name="ophclip",
     help="OphCLIP: vision-language pretraining on ophthalmic surgery video.",
@@ -80,6 +82,7 @@ def _handled_errors() -> tuple[type[BaseException], ...]:
 
 
 def main() -> None:
+    keep_freed_memory()  # every command trains or encodes on the CPU: see ophclip/allocator.py
     _register_all()
     try:
         app()

@@ -51,6 +51,17 @@ def test_broken_audio_is_an_input_error(tiny_en, tmp_path):
         tiny_en.transcribe(bad)
 
 
+def test_asr_leaves_torch_its_threads(media_dir):
+    """CTranslate2 sets OpenMP's thread count as it loads; the demo trains after its pipeline stage."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        load_asr(ASRConfig(cpu_threads=1)).transcribe(media_dir / "videos" / "quiet.mp4")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unknown_model_folder_is_a_stage_error(tmp_path):
     with pytest.raises(StageError, match="faster-whisper could not load asr.model"):
         load_asr(ASRConfig(model=str(tmp_path / "no_model")))
