@@ -37,11 +37,12 @@ def ablation_section(d: dict) -> list[str]:
     order = [v for v in VARIANTS if v in d["table"]] + [v for v in d["table"] if v not in VARIANTS]
     table = {v: d["table"][v] for v in order}
     conditions = f" {d['conditions']}." if d.get("conditions") else ""
+    command = f" Reproduce (runs are cached; `--cached-only` re-tabulates): `{d['command']}`." if d.get("command") else ""
     return [f"### Ablation (`python -m benchmarks.ablation`), {d.get('title', 'first wave')}", "",
             f"Demo config with each row's overrides (`VARIANTS` in `benchmarks/ablation.py`; rows without \"CNN\" or "
             f"\"ImageNet\" use the tiny ViT), {'/'.join(map(str, steps))} steps, seeds {seeds}, 12 held-out synthetic "
             f"videos; mean ± std over the seeds each variant has.{conditions} Tabulated {d['finished']} on "
-            f"{d['processor'] or d['machine']}; `train s` is wall time on a machine shared with other runs.", "",
+            f"{d['processor'] or d['machine']}; `train s` is wall time on a machine shared with other runs.{command}", "",
             markdown(table, d["chance"]).rstrip(), ""]
 
 
@@ -69,6 +70,17 @@ def ssl_probe_section(d: dict) -> list[str]:
     tower = f" ({d['model_name']})" if d.get("model_name") else ""
     return [f"### Frozen features of the vision tower{tower} (`python -m benchmarks.ssl_probe`)", "", d["protocol"] + ".", "",
             *markdown(d["rows"]).splitlines(), ""]
+
+
+def tower_probe_section(d: dict) -> list[str]:
+    from benchmarks.tower_probe import markdown
+
+    command = d.get("command", "python -m benchmarks.tower_probe")
+    return ["### Linear probe of the EfficientNet-Lite0 tower (`python -m benchmarks.tower_probe`)", "",
+            f"{d['protocol']}; random and ImageNet rows at {d['image_size']} px. `embedding` is the normalised "
+            "image embedding zero-shot uses (a random projection for the first two rows); `trunk` the pooled "
+            f"1280-d features before it. Reproduce: `{command}`.", "",
+            *markdown({label: d["rows"][label] for label in d.get("order", d["rows"])}).splitlines(), ""]
 
 
 def _mean_std(values: list[float]) -> str:
@@ -131,6 +143,7 @@ def render(results: Path) -> str:
     probes = sorted(str(p.relative_to(results)) for p in results.glob("ssl_probe*/ssl_probe.json"))
     ablations = sorted(str(p.relative_to(results)) for p in results.glob("ablation*/ablation.json"))
     for name, section in (("ablation.json", ablation_section), *((a, ablation_section) for a in ablations), ("phase_ceiling/phase_ceiling.json", ceiling_section),
+                          ("tower_probe/tower_probe.json", tower_probe_section),
                           *((probe, ssl_probe_section) for probe in probes), ("perf_train_step.json", train_step_section),
                           ("perf_data.json", data_section), ("perf_pipeline.json", pipeline_section),
                           ("perf_bank.json", bank_section)):

@@ -15,13 +15,18 @@ the held-out videos, 1 fps, 27 phases), on two features:
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+import ophclip
+from benchmarks.run import run_probe
 from data_pipeline._io import atomic_write_json, atomic_write_text
+from ophclip.evaluate import BenchmarkConfig, ModelRef, ProbeConfig
 
 MODEL = "OphCLIP-EffNetLite0-MiniLM"
 FEATURES = ("embedding", "trunk")
@@ -43,10 +48,6 @@ class TrunkFeatures(torch.nn.Module):
 
 
 def probe(name: str, pretrained: str | None, feature: str, synth: Path, out: Path, image_size: int | None) -> dict:
-    import ophclip
-    from benchmarks.run import run_probe
-    from ophclip.evaluate import BenchmarkConfig, ModelRef, ProbeConfig
-
     cfg = ProbeConfig(benchmark=BenchmarkConfig(name="synthetic", root=str(synth), split="eval"),
                       model=ModelRef(name=name, pretrained=pretrained), train_split="narrated_pretrain", out=str(out))
     cfg.eval.fps = 1.0
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {label: row(t, args.synth, args.out / label.split(",")[0].replace(" ", "_"), args.image_size)
             for label, t in towers.items()}
     md = markdown(rows)
-    result = {"rows": rows, "image_size": args.image_size,
+    command = shlex.join(["python", "-m", "benchmarks.tower_probe", *(argv if argv is not None else sys.argv[1:])])
+    result = {"rows": rows, "order": list(rows), "image_size": args.image_size, "command": command,
               "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
               "logistic regression (C=1, standardised) and cosine kNN from ophclip.probe"}
     atomic_write_json(args.out / "tower_probe.json", result)

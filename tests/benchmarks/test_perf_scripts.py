@@ -144,7 +144,16 @@ def test_the_readme_results_are_rendered_from_the_json_and_replace_only_the_mark
             runs = [{"linear_accuracy": a, "linear_f1": a, "knn_accuracy": a, "knn_f1": a} for a in (0.25, 0.75)]
             rows["seeds"] = {"runs": runs, **{k: 0.5 for k in runs[0]}, **{f"{k}_std": 0.25 for k in runs[0]}}
         (tmp_path / folder / "ssl_probe.json").write_text(json.dumps({"rows": rows, "model_name": model, "protocol": "q"}))
+    # The tower probe's rows keep their spread over pretrained towers, and the section names its command.
+    cells = {f"{f}/{k}": {"mean": 0.5, "std": 0.125, "values": [0.375, 0.625]} for f in ("embedding", "trunk")
+             for k in ("linear_accuracy", "linear_f1", "knn_accuracy")}
+    (tmp_path / "tower_probe").mkdir()
+    (tmp_path / "tower_probe" / "tower_probe.json").write_text(json.dumps(
+        {"rows": {"pretrained": {"towers": ["a", "b"], **cells}}, "image_size": 160, "protocol": "r",
+         "command": "python -m benchmarks.tower_probe --synth S"}))
     body = render(tmp_path)
+    assert "| pretrained | 2 | " + " | ".join(["0.500 ± 0.125"] * 6) + " |" in body
+    assert "`python -m benchmarks.tower_probe --synth S`" in body
     assert "| M | 10 | 2 | 0.300 ± 0.100 | 0.400 ± 0.100 | 4 |" in body
     assert "vision tower (A)" in body and "vision tower (B)" in body and "| random init | 1 | 0.500 | 0.250 | 0.125 | 0.062 |" in body
     assert "| seeds | 2 | 0.500 ± 0.250 | 0.500 ± 0.250 | 0.500 ± 0.250 | 0.500 ± 0.250 |" in body
@@ -212,3 +221,21 @@ def test_ssl_probe_tower_folder_is_reused_only_for_the_same_tower(tmp_path):
     tower_folder(tmp_path / "t", "OphCLIP-tiny-RN-MiniLM", None, seed=1)  # another tower: rebuilt, not reused
     second = load_file(folder / "model.safetensors")
     assert any(not first[k].equal(second[k]) for k in first if k.startswith("visual."))
+
+
+def test_ablation_demo_row_is_the_demo_config():
+    """The row labelled "(the demo)" must train exactly what `make demo` trains, and the size rows only resize."""
+    from benchmarks.ablation import VARIANTS
+    from ophclip.config import load_config
+    from ophclip.demo import packaged_config
+    from ophclip.train import PretrainConfig
+
+    def config(overrides: list[str]) -> PretrainConfig:
+        return load_config(PretrainConfig, packaged_config("pretrain_demo.yaml"), ["data.root=/data", *overrides])
+
+    demo = config([])
+    assert config(VARIANTS["ImageNet tower, hierarchical + retrieval soft_positive (the demo)"]) == demo
+    at_128 = config(VARIANTS["the demo at 128 px"])
+    assert at_128.model.image_size == 128 and at_128.train == demo.train and at_128.loss == demo.loss
+    scratch = config(VARIANTS["EfficientNet-Lite0 from scratch, hierarchical"])
+    assert scratch.model.pretrained is None and not scratch.model.lock_image and scratch.model.image_size == 160
