@@ -67,7 +67,7 @@ VARIANTS: dict[str, list[str]] = {
     "ImageNet tower, hierarchical + retrieval soft_positive (the demo)": DEMO,
     "ImageNet tower fully locked (projection only), hierarchical": [*IMAGENET, "model.lock_image_unlocked_groups=0"],
     # Initialisation: the same network from random weights, nothing locked (BatchNorm learns). Without
-    # retrieval: with it, the unlocked tower at 160 px was OOM-killed at 24 GiB on a 24 GiB machine.
+    # retrieval: with it, the unlocked tower at 160 px was OOM-killed at 23 GiB resident on a 24 GiB machine.
     "EfficientNet-Lite0 from scratch, hierarchical": [*IMAGENET, *RANDOM_INIT_MODEL, "model.image_size=160"],
     # Input size against time per step (the frame cache's short side is 160 px).
     **{f"the demo at {size} px": [*DEMO, f"model.image_size={size}"] for size in (64, 96, 128)},
