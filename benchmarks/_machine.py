@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,12 @@ def machine_facts() -> dict[str, Any]:
 def finish_machine_facts(facts: dict[str, Any]) -> dict[str, Any]:
     facts["load_average_at_end"] = list(os.getloadavg())
     return facts
+
+
+def command_line(module: str, argv: list[str] | None, drop: tuple[str, ...] = ()) -> str:
+    """The shell command that reproduces this run of ``python -m module`` (``argv`` as ``main`` got it), minus ``drop``."""
+    args = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in drop]
+    return shlex.join(["python", "-m", module, *args])
 
 
 def write_json(report: dict[str, Any], out: str | Path) -> Path:

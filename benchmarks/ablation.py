@@ -18,13 +18,12 @@ import argparse
 import json
 import logging
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._machine import command_line
 from data_pipeline._io import atomic_write_json, atomic_write_text
 from ophclip.allocator import keep_freed_memory
 
@@ -256,8 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     chance = chance_row(rows[0], synth)
     md = markdown(table, chance)
     # The command that trains what is missing and tabulates; --cached-only would only re-tabulate.
-    args_given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--cached-only"]
-    command = shlex.join(["python", "-m", "benchmarks.ablation", *args_given])
+    command = command_line("benchmarks.ablation", argv, drop=("--cached-only",))
     result = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform(),
               "command": command,
               "processor": platform.processor(), "title": args.title, "conditions": data_conditions(synth, root),

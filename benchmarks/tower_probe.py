@@ -15,8 +15,6 @@ the held-out videos, 1 fps, 27 phases), on two features:
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import ophclip
+from benchmarks._machine import command_line
 from benchmarks.run import run_probe
 from data_pipeline._io import atomic_write_json, atomic_write_text
 from ophclip.evaluate import BenchmarkConfig, ModelRef, ProbeConfig
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {label: row(t, args.synth, args.out / label.split(",")[0].replace(" ", "_"), args.image_size)
             for label, t in towers.items()}
     md = markdown(rows)
-    command = shlex.join(["python", "-m", "benchmarks.tower_probe", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("benchmarks.tower_probe", argv)
     result = {"rows": rows, "order": list(rows), "image_size": args.image_size, "command": command,
               "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
               "logistic regression (C=1, standardised) and cosine kNN from ophclip.probe"}

@@ -239,3 +239,10 @@ def test_ablation_demo_row_is_the_demo_config():
     assert at_128.model.image_size == 128 and at_128.train == demo.train and at_128.loss == demo.loss
     scratch = config(VARIANTS["EfficientNet-Lite0 from scratch, hierarchical"])
     assert scratch.model.pretrained is None and not scratch.model.lock_image and scratch.model.image_size == 160
+
+
+def test_command_line_quotes_arguments_and_drops_the_given_flags():
+    from benchmarks._machine import command_line
+
+    assert command_line("benchmarks.ablation", ["--variants", "a b", "--cached-only"], drop=("--cached-only",)) == \
+        "python -m benchmarks.ablation --variants 'a b'"
