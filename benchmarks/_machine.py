@@ -17,6 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ophbase.io import atomic_write_text
+
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
@@ -31,8 +35,6 @@ def cpu_model() -> str:
 
 def machine_facts() -> dict[str, Any]:
     """CPU, cores, torch version and threads, platform and the 1/5/15-min load average now."""
-    import torch
-
     return {
         "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
@@ -56,13 +58,8 @@ def command_line(module: str, argv: list[str] | None, drop: tuple[str, ...] = ()
 
 
 def write_json(report: dict[str, Any], out: str | Path) -> Path:
-    """Write ``report`` to ``out`` atomically (``out.tmp`` then ``os.replace``)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    """Write ``report`` to ``out`` atomically, keys in the report's own order (not sorted)."""
+    return atomic_write_text(out, json.dumps(report, indent=2, default=str) + "\n")
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:

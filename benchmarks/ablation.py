@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmarks._machine import command_line
-from data_pipeline._io import atomic_write_json, atomic_write_text
+from ophbase.io import atomic_write_json, atomic_write_text
 from ophclip.allocator import keep_freed_memory
+from ophclip.config import load_config
 
 logger = logging.getLogger("benchmarks.ablation")
 
@@ -84,6 +86,7 @@ METRICS = {  # column -> path in the row
 
 def ensure_data(data_dir: Path) -> tuple[Path, Path]:
     """The synthetic set and its ground-truth dataset root under ``data_dir`` (built when missing)."""
+    # lazy: results_readme, perf_train_step and the tests import the variant table without the training stack
     from ophclip.demo import run_demo
 
     synth, root = data_dir / "synth", data_dir / "root"
@@ -98,7 +101,7 @@ def ssl_init_variant(vision: Path) -> tuple[str, list[str]]:
     The row is named after the SSL recipe (method and steps, from ``vision_config.json``), so
     towers from different recipes get rows (and cached runs) of their own.
     """
-    from ophclip.ssl import ssl_recipe
+    from ophclip.ssl import ssl_recipe  # lazy: as in ensure_data (the SSL export imports torch)
 
     model, how = ssl_recipe(vision)
     recipe = f"SSL-initialised by {how}"
@@ -115,11 +118,12 @@ def ssl_init_variant(vision: Path) -> tuple[str, list[str]]:
 def run_one(variant: str, seed: int, overrides: list[str], synth: Path, root: Path, run_dir: Path,
             steps: int | None) -> dict:
     """Pretrain one variant with one seed, evaluate it zero-shot and against the silent bank; cache the row."""
-    from benchmarks.run import run_zeroshot_config
+    # lazy: as in ensure_data (training, evaluation and the bank import torch)
     from ophclip.bank import bank_gallery, build_bank
-    from ophclip.config import load_config
+    from ophclip.datasets import BenchmarkConfig
     from ophclip.demo import packaged_config
-    from ophclip.evaluate import BenchmarkConfig, ModelRef, ZeroShotConfig
+    from ophclip.eval.config import ModelRef, ZeroShotConfig
+    from ophclip.eval.run import run_zeroshot_config
     from ophclip.train import PretrainConfig, pretrain
 
     row_path = run_dir / "row.json"
@@ -184,8 +188,6 @@ def markdown(table: dict[str, dict], chance: dict[str, float]) -> str:
 
 def chance_row(row: dict, synth: Path) -> dict[str, float]:
     """Chance levels from the evaluation itself (and the silent pool's surgery-type shares)."""
-    import pandas as pd
-
     meta = pd.read_csv(synth / "metadata.csv", dtype=str)
     train = meta[meta["split"] != "eval"]
     silent = train[train["kind"] == "silent"]["surgery_type"].value_counts(normalize=True)
@@ -203,15 +205,13 @@ def chance_row(row: dict, synth: Path) -> dict[str, float]:
 
 def data_conditions(synth: Path, root: Path) -> str:
     """What the rows were measured on, for the README: the dataset's size and the frame cache's resolution."""
-    import pandas as pd
-
     meta = pd.read_csv(synth / "metadata.csv", dtype=str)
     counts = meta.groupby(["split"]).size().to_dict()
     frames = json.loads((root / "run.json").read_text()).get("config", {}) if (root / "run.json").is_file() else {}
     side = frames.get("short_side", "?")
     return (f"Data: {counts.get('narrated_pretrain', 0)} narrated, {counts.get('silent_pretrain', 0)} silent and "
             f"{counts.get('eval', 0)} held-out videos, frame cache at {side} px; prompts "
-            "`benchmarks/prompts/synthetic.yaml`")
+            "`ophclip/prompts/synthetic.yaml`")
 
 
 def main(argv: list[str] | None = None) -> dict:

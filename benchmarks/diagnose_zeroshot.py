@@ -21,6 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+import ophclip
+from data_pipeline.synth.taxonomy import phase_names
+from ophbase.io import atomic_write_json
+from ophclip.datasets import load_synthetic, resolve_prompt_file
+from ophclip.eval.embed import embed_videos
+from ophclip.eval.zero_shot import build_zero_shot_classifier
+from ophclip.prompts import select_prompts
+
 
 def phase_accuracy(emb, phases, classifier: torch.Tensor, window: int = 1, group_known: bool = False) -> float:
     """Mean over videos of per-frame argmax accuracy at the evaluated frames."""
@@ -41,8 +49,6 @@ def phase_accuracy(emb, phases, classifier: torch.Tensor, window: int = 1, group
 
 def text_oracle(model, tokenizer, root: Path, class_names: list[str], fallback: torch.Tensor) -> torch.Tensor:
     """(D, K): per phase, the normalised mean embedding of its training narrations (fallback column if none)."""
-    from data_pipeline.synth.taxonomy import phase_names
-
     clips = pd.read_parquet(root / "clips.parquet")
     videos = pd.read_parquet(root / "videos.parquet")
     held_out = set(videos.loc[videos.get("split", pd.Series(dtype=str)) == "eval", "video_id"])
@@ -56,18 +62,11 @@ def text_oracle(model, tokenizer, root: Path, class_names: list[str], fallback: 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import ophclip
-    from benchmarks.adapters.synthetic import load_synthetic
-    from data_pipeline._io import atomic_write_json
-    from ophclip.evaluate import embed_videos
-    from ophclip.prompts import select_prompts
-    from ophclip.zero_shot import build_zero_shot_classifier
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
     p.add_argument("--synth", type=Path, required=True)
     p.add_argument("--root", type=Path, required=True)
-    p.add_argument("--prompts", default="benchmarks/prompts/synthetic.yaml")
+    p.add_argument("--prompts", default="synthetic", help="prompt YAML (or a shipped one by name, ophclip/prompts/)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/diagnose_zeroshot.json"))
     args = p.parse_args(argv)
 
@@ -76,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     phases = load_synthetic(args.synth, split="eval").phases
     emb = embed_videos(model, preprocess, load_synthetic(args.synth, split="eval").source, phases, fps=1.0,
                        progress=False)
-    prompts = build_zero_shot_classifier(model, tokenizer, select_prompts(args.prompts, "phase", phases.class_names))
+    phase_prompts = select_prompts(resolve_prompt_file(args.prompts), "phase", phases.class_names)
+    prompts = build_zero_shot_classifier(model, tokenizer, phase_prompts)
     classifiers = {"prompts": prompts,
                    "text oracle (training narration centroids)": text_oracle(model, tokenizer, args.root,
                                                                             phases.class_names, prompts)}

@@ -21,14 +21,18 @@ Prints a table and writes the numbers as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
+import torch
+
+from benchmarks._machine import write_json
+from retrieval import MemoryBank
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +84,6 @@ def torch_topk(
     The database is viewed, not copied (``torch.from_numpy``); the score matrix is
     built one chunk at a time so 4,096 queries x 1M never materialise (16 GB).
     """
-    import torch
-
     q = torch.from_numpy(queries)
     best_s = torch.full((len(q), k), -float("inf"))
     best_i = torch.full((len(q), k), -1, dtype=torch.int64)
@@ -114,8 +116,6 @@ def _timed(fn, repeat: int = 1):
 
 def bench_size(n: int, args: argparse.Namespace) -> list[dict]:
     """Every measurement at one bank size: one row per (method, setting)."""
-    from retrieval import MemoryBank
-
     seed = args.seed + n
     logger.info("generating %d x %d clustered embeddings", n, args.dim)
     db, centers = clustered_embeddings(n, args.dim, n_clusters=args.clusters, seed=seed)
@@ -248,9 +248,6 @@ def main(argv: list[str] | None = None) -> dict:
     args.ef_search = [int(v) for v in args.ef_search.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    import faiss
-    import torch
-
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         rows.extend(bench_size(n, args))
@@ -275,10 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, args.out)
+    write_json(report, args.out)
     print(f"\nwrote {args.out}")
     return report
 

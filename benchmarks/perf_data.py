@@ -7,7 +7,7 @@ Side by side in one run, on the same dataset root (generated once like ``perf_tr
 clip level of ``OphCLIP-tiny-MiniLM`` at the demo batch, with the training augmentation:
 
 * **frame cache, num_workers=N**: ``Trainer.next_batch("clip")``, the trainer's own DataLoader
-  over ``ophclip.train.data.ClipDataset`` (memory-mapped ``frames/<id>.npy`` + augmentation),
+  over ``ophclip.data.ClipDataset`` (memory-mapped ``frames/<id>.npy`` + augmentation),
   for each N of ``--workers``. Each block of ``--batches`` batches is timed back to back, after
   draining the batches the workers prefetched while the other variants ran;
 * **PyAV decode**: the same clips and frame times (same window, same jitter, same augmentation
@@ -29,9 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
+import pandas as pd
+import torch
 
 from benchmarks._machine import finish_machine_facts, machine_facts, markdown_table, write_json
+from benchmarks.perf_train_step import DEFAULT_DATA, _BatchRecorder, _FixedLevel, ensure_dataset
+from benchmarks.perf_train_step import make_trainer as make_benchmark_trainer
+from ophclip.data import LevelBatchSampler, collate
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +51,6 @@ def decode_frames_at(path: str | Path, times: np.ndarray, width: int, height: in
     resampling does). Seeks once to the keyframe before ``times[0]`` and decodes forward;
     only the frames picked are converted (and resized) to arrays.
     """
-    import av
-
     order = np.argsort(times)
     picked: list[Any] = [None] * len(times)
     with av.open(str(path)) as container:
@@ -80,8 +84,6 @@ class DecodeClips:
         self.size = {v: (int(index.loc[v, "width"]), int(index.loc[v, "height"])) for v in set(clips._video_ids)}
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        import torch
-
         index, seed = key
         rng = np.random.default_rng(seed)
         lo, hi = self.clips.window(index, rng)
@@ -97,11 +99,10 @@ class DecodeClips:
 
 
 def make_trainer(root: Path, out_dir: Path, num_workers: int, args: argparse.Namespace):
-    from benchmarks.perf_train_step import make_trainer as _make
-
     sizes = {"clip_batch": args.clip_batch, "clip_frames": args.clip_frames, "video_batch": 8, "video_frames": 16}
     ns = argparse.Namespace(num_workers=num_workers, k=4, refresh="full", refresh_every=100, index="flat")
-    return _make(MODEL, root, out_dir, sizes, "off", ns, extra=["train.video_every=0"])  # the clip level only
+    # train.video_every=0: the clip level only
+    return make_benchmark_trainer(MODEL, root, out_dir, sizes, "off", ns, extra=["train.video_every=0"])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -120,12 +121,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    import pandas as pd
-    import torch
-
-    from benchmarks.perf_train_step import DEFAULT_DATA, _BatchRecorder, _FixedLevel, ensure_dataset
-    from ophclip.train.data import LevelBatchSampler, collate
-
     torch.set_num_threads(args.threads)
     facts = machine_facts()
     root = args.root if args.root is not None else ensure_dataset(args.data or DEFAULT_DATA)[1]
@@ -143,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         decoder = DecodeClips(clips, dict(zip(videos["video_id"].astype(str), videos["path"].astype(str), strict=True)))
         # The PyAV path walks the same batches of sample keys the trainer's sampler hands out.
         sampler = iter(LevelBatchSampler(len(clips), args.clip_batch, seed=consumer.cfg.train.seed, level="clip"))
-        prefetched = {w: 2 * w for w in workers}  # prefetch_factor 2 per worker (Trainer._loader)
+        prefetched = {w: 2 * w for w in workers}  # prefetch_factor 2 per worker (ContrastiveObjective._loader)
 
         def loader_block(w: int) -> float:
             t = trainers[w]
@@ -179,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
                 samples[name].append(fn())
             logger.info("rep %d/%d done", rep + 1, args.reps)
         for t in trainers.values():  # stop the persistent loader workers
-            t._iterators.clear()
+            t.objective._iterators.clear()
 
     consume_name = variants[-1][0]
     consumed_fps = frames_per_batch / float(np.median(samples[consume_name]))

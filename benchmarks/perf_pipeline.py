@@ -37,9 +37,20 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import av
+import jiwer
 import numpy as np
+import pandas as pd
+import torch
 
 from benchmarks._machine import finish_machine_facts, machine_facts, markdown_table, write_json
+from benchmarks.perf_train_step import DEFAULT_DATA, ensure_dataset
+from data_pipeline.cache import JsonCache
+from data_pipeline.config import ASRConfig, PipelineConfig
+from data_pipeline.lexicon import Lexicon
+from data_pipeline.llm import load_llm
+from data_pipeline.rewrite import Rewriter
+from data_pipeline.transcribe import load_asr
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +60,6 @@ SAMPLE_RATE = 16000
 # ----------------------------------------------------------------------------------------- audio
 def decode_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
     """The first audio stream of ``path`` as mono float32 at ``rate`` Hz (PyAV)."""
-    import av
-
     out = []
     with av.open(str(path)) as container:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
@@ -78,8 +87,6 @@ def narration_clips(synth_dir: Path, out_dir: Path, total_s: float, n_clips: int
     end of the video), so no sentence is cut; its reference text is the script (chatter included:
     the ASR hears it too) of the sentences inside it.
     """
-    import pandas as pd
-
     meta = pd.read_csv(synth_dir / "metadata.csv", dtype={"video_id": str})
     script = pd.read_parquet(synth_dir / "script.parquet")
     narrated = meta[meta["kind"] == "narrated"].sort_values("video_id")
@@ -107,8 +114,6 @@ def narration_clips(synth_dir: Path, out_dir: Path, total_s: float, n_clips: int
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    import jiwer
-
     norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.SubstituteRegexes({r"[-/]": " "}), jiwer.RemovePunctuation(),
                           jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
     return float(jiwer.wer(norm(reference), norm(hypothesis) or "<empty>"))
@@ -124,7 +129,7 @@ def openai_whisper_status(model: str) -> tuple[bool, str]:
     """(usable, reason): whether openai-whisper and the weights of ``model`` are on this machine, without network."""
     try:
         version = importlib.metadata.version("openai-whisper")
-        import whisper
+        import whisper  # lazy: whether openai-whisper imports is what this function reports
     except Exception as e:  # not installed, or broken
         return False, f"the `whisper` package (openai-whisper) cannot be imported: {type(e).__name__}: {e}"
     if Path(model).is_file():
@@ -143,9 +148,6 @@ def openai_whisper_status(model: str) -> tuple[bool, str]:
 
 def load_backends(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Loaded backends by row name, and the rows of the ones that could not run."""
-    from data_pipeline.config import ASRConfig
-    from data_pipeline.transcribe import load_asr
-
     backends, unavailable = {}, []
     common = {"device": "cpu", "cpu_threads": args.threads, "beam_size": args.beam_size, "language": "en"}
     specs = [("faster-whisper tiny.en int8 (pipeline: VAD on)",
@@ -206,14 +208,6 @@ def bench_asr(clips: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
 # ----------------------------------------------------------------------------------------- rewrite
 def bench_rewrite(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Time the rewrite stage's LLM on ``--rewrite-clips`` distinct narrations of ``root``, fresh cache each rep."""
-    import pandas as pd
-
-    from data_pipeline.cache import JsonCache
-    from data_pipeline.config import PipelineConfig
-    from data_pipeline.lexicon import Lexicon
-    from data_pipeline.llm import load_llm
-    from data_pipeline.rewrite import Rewriter
-
     cfg = PipelineConfig(output=str(root))
     cfg.llm.backend = args.llm_backend
     cfg.llm.device = "cpu"
@@ -270,10 +264,6 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/perf_pipeline.json"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-
-    import torch
-
-    from benchmarks.perf_train_step import DEFAULT_DATA, ensure_dataset
 
     torch.set_num_threads(args.threads)
     facts = machine_facts()

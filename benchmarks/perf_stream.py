@@ -23,7 +23,7 @@ teacher against the ViT-Tiny student. Prints tables and writes all numbers as JS
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 import os
 import platform
@@ -33,6 +33,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks._machine import write_json
+from benchmarks.adapters.synthetic import load_synthetic
+from ophclip.factory import create_model_and_transforms, get_tokenizer
+from ophclip.metrics import phase_metrics
+from ophclip.prompts import resolve_prompt_file
+from ophclip.stream import (
+    PhaseClassifier,
+    PhaseStreamer,
+    StreamConfig,
+    export_vision_onnx,
+    iter_video_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +69,9 @@ def model_size(model, folder: str | Path | None) -> dict:
 def load_pair(teacher: str, student: str, prompts: str, class_names: list[str]):
     """Both models with their eval transforms, and the phase classifier (classes in the benchmark's order)
     built once from the *teacher's* text tower: the student uses it unchanged."""
-    import ophclip
-    from ophclip.stream import PhaseClassifier
-
-    t_model, _, t_pre = ophclip.create_model_and_transforms(teacher)
-    s_model, _, s_pre = ophclip.create_model_and_transforms(student)
-    clf = PhaseClassifier.from_prompts(t_model, ophclip.get_tokenizer(teacher), prompts, class_names=class_names)
+    t_model, _, t_pre = create_model_and_transforms(teacher)
+    s_model, _, s_pre = create_model_and_transforms(student)
+    clf = PhaseClassifier.from_prompts(t_model, get_tokenizer(teacher), prompts, class_names=class_names)
     return (t_model.eval(), t_pre), (s_model.eval(), s_pre), clf
 
 
@@ -77,8 +89,6 @@ def offline_predictions(model, preprocess, frames: np.ndarray, classifier, windo
 
 
 def decode(path: str | Path, max_frames: int | None = None) -> np.ndarray:
-    from ophclip.stream import iter_video_file
-
     frames = []
     for i, frame in enumerate(iter_video_file(path)):
         if max_frames is not None and i >= max_frames:
@@ -90,9 +100,6 @@ def decode(path: str | Path, max_frames: int | None = None) -> np.ndarray:
 def compare_pair(models: dict, classifier, videos: dict[str, Path], labels: dict[str, np.ndarray] | None,
                  stream_cfg, max_frames: int | None = None) -> dict:
     """Stream every video through each model (interleaved per frame) and score streaming and offline predictions."""
-    from ophclip.metrics import phase_metrics
-    from ophclip.stream import PhaseStreamer
-
     streamers = {name: PhaseStreamer(m, pre, classifier, stream_cfg) for name, (m, pre) in models.items()}
     latencies: dict[str, list[float]] = {name: [] for name in models}
     preds: dict[str, dict[str, dict[str, np.ndarray]]] = {name: {"streaming": {}, "offline": {}} for name in models}
@@ -135,17 +142,12 @@ def speed_pair(teacher_name: str, student_name: str, n_frames: int, stream_cfg, 
 
     With ``onnx_dir``, the student's vision tower is also exported there and streamed with onnxruntime.
     """
-    import dataclasses
-
-    import ophclip
-    from ophclip.stream import PhaseClassifier, PhaseStreamer, export_vision_onnx
-
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (n_frames, 256, 320, 3), dtype=np.uint8)
     out = {}
     streamers = {}
     for role, name in (("teacher", teacher_name), ("student", student_name)):
-        model, _, pre = ophclip.create_model_and_transforms(name)
+        model, _, pre = create_model_and_transforms(name)
         clf = PhaseClassifier([f"p{k}" for k in range(10)], F.normalize(torch.randn(model.embed_dim, 10), dim=0), 10.0)
         streamers[role] = PhaseStreamer(model.eval(), pre, clf, stream_cfg)
         out[role] = {"model": name, **model_size(model, None)}
@@ -169,9 +171,6 @@ def speed_pair(teacher_name: str, student_name: str, n_frames: int, stream_cfg, 
 
 
 def print_tables(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     pair = result.get("pair")
     if pair:
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--synth", help="synthetic dataset folder (ophclip synth); its eval videos are streamed")
     p.add_argument("--teacher", default="OphCLIP-tiny-MiniLM", help="teacher: saved folder or registered name")
     p.add_argument("--student", help="student: saved folder (ophclip distill)")
-    p.add_argument("--prompts", default="synthetic", help="prompt YAML (or a name in benchmarks/prompts/)")
+    p.add_argument("--prompts", default="synthetic", help="prompt YAML (or a shipped name in ophclip/prompts/)")
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--ema", type=float, default=0.5)
     p.add_argument("--margin", type=float, default=0.0)
@@ -229,9 +228,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from benchmarks.adapters.loader import resolve_prompt_file
-    from ophclip.stream import StreamConfig
-
     cfg = StreamConfig(window=args.window, ema_alpha=args.ema, hysteresis_margin=args.margin,
                        hysteresis_frames=args.hold)
     result: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -240,8 +236,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.student:
         if not args.synth:
             p.error("--student needs --synth (the held-out videos to stream)")
-        from benchmarks.adapters.synthetic import load_synthetic
-
         bench = load_synthetic(args.synth, split="eval", with_tools=False)
         ids = bench.phases.video_ids[: args.max_videos] if args.max_videos else bench.phases.video_ids
         videos = {v: bench.source.paths[v] for v in ids}
@@ -265,11 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
         onnx_dir = Path(args.out).parent / "onnx" if args.onnx else None
         result["speed_pairs"].append(speed_pair(teacher, student, args.speed_frames, cfg, onnx_dir=onnx_dir))
     print_tables(result)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
-    os.replace(tmp, out)
+    out = write_json(result, args.out)
     logging.getLogger(__name__).info("wrote %s", out)
     return result
 

@@ -51,8 +51,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from torch.profiler import ProfilerActivity, profile
+from torch.utils import flop_counter as fc
 
 from benchmarks._machine import finish_machine_facts, machine_facts, markdown_table, write_json
+from benchmarks.ablation import RANDOM_INIT_MODEL
+from data_pipeline.synth import SynthConfig, build_root_from_ground_truth, generate_dataset
+from data_pipeline.synth.config import DEMO
+from ophclip.config import apply_overrides, from_dict, load_config
+from ophclip.train import PretrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +94,6 @@ def ensure_dataset(data_dir: str | Path, changes: dict[str, Any] | None = None, 
     so a different size never reuses a stale set. The same steps as ``ophclip demo``'s synth
     and ground_truth_root stages (frame cache at 4 fps, short side 64 px).
     """
-    from data_pipeline.synth import SynthConfig, build_root_from_ground_truth, generate_dataset
-    from data_pipeline.synth.config import DEMO
-    from ophclip.config import apply_overrides, from_dict
-
     changes = dict(SYNTH_CHANGES if changes is None else changes)
     key = "_".join(f"{k}-{'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(changes.items()))
     base = Path(data_dir) / key
@@ -111,16 +117,12 @@ class MatmulPeak:
     """
 
     def __init__(self, n: int = 2048):
-        import torch
-
         self.n = n
         self.a, self.b = torch.randn(n, n), torch.randn(n, n)
         torch.mm(self.a, self.b)  # warm-up (allocation, kernel choice)
         self.samples: list[float] = []
 
     def __call__(self) -> float:
-        import torch
-
         t0 = time.perf_counter()
         torch.mm(self.a, self.b)
         seconds = time.perf_counter() - t0
@@ -147,9 +149,6 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> dict[str, float]:
 def _register_cpu_attention_flops() -> None:
     """FlopCounterMode knows the CUDA attention kernels but not the CPU flash-attention ones that
     ``scaled_dot_product_attention`` runs here; count them with torch's own SDPA formulas."""
-    import torch
-    from torch.utils import flop_counter as fc
-
     aten = torch.ops.aten
     if aten._scaled_dot_product_flash_attention_for_cpu in fc.flop_registry:
         return
@@ -165,10 +164,8 @@ def _register_cpu_attention_flops() -> None:
 
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of everything ``fn`` runs (forward and backward), by torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     _register_cpu_attention_flops()
-    with FlopCounterMode(display=False) as counter:
+    with fc.FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
 
@@ -185,10 +182,10 @@ class _FixedLevel:
 
 
 class _BatchRecorder:
-    """Wraps ``Trainer.next_batch``: keeps the last batch (for the plain step) and times the fetch."""
+    """Wraps the objective's ``level_batch``: keeps the last batch (for the plain step) and times the fetch."""
 
     def __init__(self, trainer):
-        self._next = trainer.next_batch
+        self._next = trainer.objective.level_batch
         self.batch: dict[str, Any] | None = None
         self.seconds = 0.0
 
@@ -218,10 +215,6 @@ def make_trainer(model: str, root: Path, out_dir: Path, sizes: dict, mode: str, 
                  extra: list[str] = ()):
     """The real ``ophclip.train.Trainer`` on ``root``: demo config, this model and sizes, retrieval ``mode``
     (``extra``: more dotted overrides)."""
-    from benchmarks.ablation import RANDOM_INIT_MODEL
-    from ophclip.config import load_config
-    from ophclip.train import PretrainConfig, Trainer
-
     overrides = [
         f"data.root={root}", f"model.name={model}", *RANDOM_INIT_MODEL, f"train.output_dir={out_dir}",
         f"train.clip_batch_size={sizes['clip_batch']}", f"data.clip_frames={sizes['clip_frames']}",
@@ -245,9 +238,6 @@ class PlainStep:
     """
 
     def __init__(self, model, tokenizer, lr: float, weight_decay: float, text_cache=None):
-        import torch
-        from open_clip.loss import ClipLoss
-
         self.model, self.tokenizer, self.text_cache = model, tokenizer, text_cache
         self.loss = ClipLoss()
         exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
@@ -260,8 +250,6 @@ class PlainStep:
         )
 
     def forward_backward(self, batch: dict[str, Any]) -> float:
-        import torch.nn.functional as F
-
         self.model.train()
         if self.text_cache is None:
             out = self.model(video=batch["frames"], text=self.tokenizer(list(batch["text"])))
@@ -274,8 +262,6 @@ class PlainStep:
         return float(loss.detach())
 
     def step(self, batch: dict[str, Any]) -> float:
-        import torch
-
         loss = self.forward_backward(batch)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -300,7 +286,7 @@ def bench_model(model_name: str, root: Path, args: argparse.Namespace, work: Pat
     first = trainers[modes[0]]
     recorders = {mode: _BatchRecorder(t) for mode, t in trainers.items()}
     for mode, t in trainers.items():
-        t.next_batch = recorders[mode]
+        t.objective.level_batch = recorders[mode]
     neighbour_timers = {}
     for mode, t in trainers.items():
         if hasattr(t.retrieval, "neighbour_embeddings_with_grad"):
@@ -320,7 +306,7 @@ def bench_model(model_name: str, root: Path, args: argparse.Namespace, work: Pat
         timer = neighbour_timers.get(next(m for m, t in trainers.items() if t is trainer))
         nb_before = timer.seconds if timer else 0.0
         metrics = trainer.train_step()
-        data_s = trainer.next_batch.seconds
+        data_s = trainer.objective.level_batch.seconds
         out = {"train_step_s": metrics["step_time_s"], "data_s": data_s, "step_s": metrics["step_time_s"] - data_s}
         if stats:
             out["search_s"] = stats["search_s"] - before.get("search_s", 0.0)
@@ -429,8 +415,6 @@ def bench_model(model_name: str, root: Path, args: argparse.Namespace, work: Pat
 # ----------------------------------------------------------------------------------------- profile
 def profile_variant(res: dict[str, Any], variant: str, steps: int, top: int) -> dict[str, Any]:
     """torch.profiler (top ops by self CPU time) and cProfile (our Python code) of ``steps`` steps of ``variant``."""
-    from torch.profiler import ProfilerActivity, profile
-
     trainers, first = res["trainers"], res["first"]
     if variant.startswith("ophclip video"):
         t = next(t for mode, t in trainers.items() if video_variant(mode) == variant)
@@ -540,8 +524,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     args.retrieval_modes = [m.strip() for m in args.retrieval_modes.split(",") if m.strip()] if args.retrieval_modes else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-
-    import torch
 
     torch.set_num_threads(args.threads)
     facts = machine_facts()

@@ -25,7 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data_pipeline._io import atomic_write_json, atomic_write_text
+import ophclip
+from data_pipeline.frame_cache import FrameCache
+from ophbase.io import atomic_write_json, atomic_write_text
+from ophclip.datasets.synthetic import load_synthetic, read_metadata
 
 from ._machine import finish_machine_facts, machine_facts
 
@@ -34,8 +37,6 @@ TRAIN_SPLITS = {"narrated_pretrain": ("narrated_pretrain",), "pretrain": ("narra
 
 def labelled_cache_frames(root: Path, phases, video_ids) -> tuple[list[tuple[str, int]], np.ndarray]:
     """(video_id, cache index) of every cached frame of ``video_ids`` and its phase (class index)."""
-    from data_pipeline.frame_cache import FrameCache
-
     cache = FrameCache(root / "frames")
     keys, labels = [], []
     for vid in video_ids:
@@ -50,10 +51,6 @@ def labelled_cache_frames(root: Path, phases, video_ids) -> tuple[list[tuple[str
 
 def train_and_test(model_name: str, synth: Path, root: Path, steps: int, batch: int, train_split: str,
                    seed: int, lr: float) -> dict:
-    import ophclip
-    from benchmarks.adapters.synthetic import load_synthetic, read_metadata
-    from data_pipeline.frame_cache import FrameCache
-
     bench_all = load_synthetic(synth, split=None, with_tools=False)
     phases = bench_all.phases
     meta = phases.videos.set_index("video_id")

@@ -29,6 +29,7 @@ def machine_line(m: dict) -> str:
 
 
 def ablation_section(d: dict) -> list[str]:
+    # lazy: a section's script is imported only when its results file exists (they import torch and pandas)
     from benchmarks.ablation import VARIANTS, markdown
 
     seeds = sorted({r["seed"] for r in d["rows"]})
@@ -65,7 +66,7 @@ def ceiling_section(d: dict) -> list[str]:
 
 
 def ssl_probe_section(d: dict) -> list[str]:
-    from benchmarks.ssl_probe import markdown
+    from benchmarks.ssl_probe import markdown  # lazy: as in ablation_section
 
     tower = f" ({d['model_name']})" if d.get("model_name") else ""
     return [f"### Frozen features of the vision tower{tower} (`python -m benchmarks.ssl_probe`)", "", d["protocol"] + ".", "",
@@ -73,7 +74,7 @@ def ssl_probe_section(d: dict) -> list[str]:
 
 
 def tower_probe_section(d: dict) -> list[str]:
-    from benchmarks.tower_probe import markdown
+    from benchmarks.tower_probe import markdown  # lazy: as in ablation_section
 
     command = d.get("command", "python -m benchmarks.tower_probe")
     return ["### Linear probe of the EfficientNet-Lite0 tower (`python -m benchmarks.tower_probe`)", "",

@@ -20,17 +20,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from data_pipeline._io import atomic_write_json, atomic_write_text
+import ophclip
+from ophbase.io import atomic_write_json, atomic_write_text
+from ophclip.datasets import BenchmarkConfig
+from ophclip.eval.config import ModelRef, ProbeConfig
+from ophclip.eval.run import run_probe
+from ophclip.ssl import load_vision_init, ssl_recipe
 
 
 def tower_folder(out: Path, model_name: str, vision: Path | None, seed: int = 0) -> Path:
     """A save_pretrained folder of ``model_name`` with random weights, its vision tower from ``vision`` if given."""
-    import torch
-
-    import ophclip
-    from ophclip.ssl import load_vision_init
-
     made_from = {"model_name": model_name, "vision": str(vision), "seed": seed}
     marker = out / "made_from.json"
     if (out / "model.safetensors").is_file() and marker.is_file() and json.loads(marker.read_text()) == made_from:
@@ -45,9 +46,6 @@ def tower_folder(out: Path, model_name: str, vision: Path | None, seed: int = 0)
 
 
 def probe(model_dir: Path, synth: Path, out: Path) -> dict:
-    from benchmarks.run import run_probe
-    from ophclip.evaluate import BenchmarkConfig, ModelRef, ProbeConfig
-
     cfg = ProbeConfig(benchmark=BenchmarkConfig(name="synthetic", root=str(synth), split="eval"),
                       model=ModelRef(name=str(model_dir)), train_split="narrated_pretrain", out=str(out))
     cfg.eval.fps = 1.0
@@ -117,8 +115,6 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {label: probe_row(folders, args.synth, out / label.replace(" ", "_")) for label, folders in towers.items()}
     md = markdown(rows)
     atomic_write_text(args.out / "ssl_probe.md", md)
-    from ophclip.ssl import ssl_recipe
-
     protocol = f"train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; SSL: {ssl_recipe(args.ssl_vision[0])[1]}"
     result = {"rows": rows, "model_name": args.model_name, "protocol": protocol}
     atomic_write_json(args.out / "ssl_probe.json", result)

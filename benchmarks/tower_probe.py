@@ -23,9 +23,10 @@ import torch.nn.functional as F
 
 import ophclip
 from benchmarks._machine import command_line
-from benchmarks.run import run_probe
-from data_pipeline._io import atomic_write_json, atomic_write_text
-from ophclip.evaluate import BenchmarkConfig, ModelRef, ProbeConfig
+from ophbase.io import atomic_write_json, atomic_write_text
+from ophclip.datasets import BenchmarkConfig
+from ophclip.eval.config import ModelRef, ProbeConfig
+from ophclip.eval.run import run_probe
 
 MODEL = "OphCLIP-EffNetLite0-MiniLM"
 FEATURES = ("embedding", "trunk")
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     command = command_line("benchmarks.tower_probe", argv)
     result = {"rows": rows, "order": list(rows), "image_size": args.image_size, "command": command,
               "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
-              "logistic regression (C=1, standardised) and cosine kNN from ophclip.probe"}
+              "logistic regression (C=1, standardised) and cosine kNN from ophclip.eval.probe"}
     atomic_write_json(args.out / "tower_probe.json", result)
     atomic_write_text(args.out / "tower_probe.md", md)
     print(md)

@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from ._io import atomic_write_json
+from ophbase.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,13 @@
-"""Errors of the data pipeline.
+"""Errors of the data pipeline, in the shared family of :mod:`ophbase.errors`."""
 
-``data_pipeline`` does not import ``ophclip`` (DESIGN.md), so it has its own base;
-the CLI catches both families and prints one clean line.
-"""
+from ophbase.errors import DataError, OphclipError
 
 
-class PipelineError(Exception):
+class PipelineError(OphclipError):
     """Base of every error the data pipeline raises on purpose."""
 
 
-class InputError(PipelineError, ValueError):
+class InputError(PipelineError, DataError):
     """A video, caption or list file is missing, corrupt or malformed. The message names the file."""
 
 

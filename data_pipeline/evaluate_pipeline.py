@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,12 +33,15 @@ import jiwer
 import numpy as np
 import pandas as pd
 
-from ._io import atomic_write_json
+from ophbase.io import atomic_write_json
+
 from .cache import JsonCache
 from .config import PipelineConfig
 from .errors import InputError
 from .lexicon import Lexicon
+from .llm import load_llm
 from .manifests import read_manifest
+from .rewrite import Rewriter
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +146,6 @@ def evaluate(synth_dir: str | Path, root: str | Path) -> dict:
 
 def measure_rewrite(root: str | Path, cfg: PipelineConfig, n_clips: int) -> dict:
     """Time the configured LLM rewriting ``n_clips`` clips of ``root`` into a fresh cache."""
-    from .llm import load_llm
-    from .rewrite import Rewriter
-
     clips = read_manifest(root, "clips")
     narrations = list(dict.fromkeys(clips["narration"]))[:n_clips]
     if not narrations:
@@ -194,8 +195,6 @@ def main(argv: list[str] | None = None) -> dict:
         metrics.update(measure_rewrite(args.root, cfg, args.rewrite_clips))
     out = Path(args.json) if args.json else Path(args.root) / "pipeline_eval.json"
     atomic_write_json(out, metrics)
-    import sys
-
     sys.stdout.write(format_table(metrics) + "\n")
     return metrics
 

@@ -11,7 +11,6 @@ touches only those frames' pages. The training hot path never decodes an mp4.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import av
 import numpy as np
 import pandas as pd
 
-from ._io import atomic_write_parquet
+from ophbase.io import atomic_path, atomic_write_parquet
+
 from .errors import InputError
 
 INDEX_FILE = "index.parquet"
@@ -81,11 +81,8 @@ def cache_video(path: str | Path, out_file: str | Path, fps: float, short_side: 
     if not frames:
         raise InputError(f"{path}: no frames decoded")
     array = np.stack(frames)
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, out_file)
+    with atomic_path(out_file, suffix=".npy") as tmp:  # np.save appends .npy to any other name
+        np.save(tmp, array)
     return array
 
 

@@ -3,9 +3,10 @@
 Inputs are a folder of videos or a CSV list (``path`` plus optional ``video_id``,
 ``title``, ``description``, ``captions``; paths relative to the CSV's folder), such
 as the synthetic set's ``metadata.csv``. :func:`probe_video` reads the container and
-demuxes every packet (no decoding, so it is cheap) to catch empty, corrupt and
-truncated files; a bad file raises :class:`InputError`, which the run turns into a
-``quarantine.parquet`` row before carrying on with the rest.
+demuxes every packet (:func:`ophbase.video.probe_video` with ``scan=True``; no decoding,
+so it is cheap) to catch empty, corrupt and truncated files; a bad file raises
+:class:`InputError`, which the run turns into a ``quarantine.parquet`` row before
+carrying on with the rest.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import av
+from ophbase.errors import DataError
+from ophbase.io import sha256_file
+from ophbase.video import probe_video as probe_container
 
-from ._io import sha256_file
 from .config import InputConfig
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
-# A video whose packets stop this much before the declared duration is truncated.
-TRUNCATION_TOLERANCE_S = 1.0
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -117,44 +117,13 @@ def _read_list(csv_path: Path) -> tuple[list[VideoInput], list[dict]]:
 
 
 def probe_video(path: str | Path) -> Probe:
-    """Duration, fps, size, audio presence and sha256; raises InputError for unusable files."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes); re-copy or re-export the video")
+    """Duration, fps, size, audio presence and sha256; raises InputError for unusable files.
+
+    The container is demuxed packet by packet (``scan=True``) so empty, corrupt and
+    truncated files are caught here, before any stage trusts them.
+    """
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise InputError(f"{path}: not a readable video container ({e}); the file is corrupt or truncated") from None
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: no video stream (an audio-only file?)")
-        vs = container.streams.video[0]
-        has_audio = bool(container.streams.audio)
-        fps = float(vs.average_rate) if vs.average_rate else 0.0
-        declared = container.duration / 1e6 if container.duration else None
-        last_t, n = 0.0, 0
-        try:
-            for packet in container.demux(vs):
-                if packet.pts is None or packet.size == 0:
-                    continue
-                n += 1
-                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-                last_t = max(last_t, end)
-        except av.error.FFmpegError as e:
-            raise InputError(f"{path}: demuxing failed after {n} video packets ({e}); the file is truncated or corrupt") from None
-        if n == 0:
-            raise InputError(f"{path}: the video stream holds no frames")
-        start = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
-        video_end = last_t - start
-        if declared is not None and video_end < declared - TRUNCATION_TOLERANCE_S and video_end < 0.9 * declared:
-            raise InputError(
-                f"{path}: truncated: video packets end at {video_end:.2f} s but the container declares {declared:.2f} s"
-            )
-        # Past the truncation check the container's duration is trustworthy (it also covers audio).
-        duration = declared if declared else video_end
-        width, height = vs.codec_context.width, vs.codec_context.height
-    if not fps:
-        fps = n / duration if duration else 0.0
-    return Probe(sha256_file(path), float(duration), fps, int(width), int(height), has_audio, n)
+        info = probe_container(path, scan=True)
+    except DataError as e:  # the run quarantines InputErrors and carries on with the other videos
+        raise InputError(str(e)) from None
+    return Probe(sha256_file(path), info.duration_s, info.fps, info.width, info.height, info.has_audio, info.n_frames)

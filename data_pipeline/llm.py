@@ -12,16 +12,23 @@ decoding by default, so a rerun gives the same text and the cache stays valid.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_model
+
+from ophbase.device import resolve_device
+from ophbase.io import atomic_path
+
 from .config import LLMConfig
 from .errors import StageError
+from .offline_models import smollm2_gguf_file
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +42,19 @@ class LLM:
 
 class TransformersLLM(LLM):
     def __init__(self, cfg: LLMConfig):
-        import torch
+        # lazy: transformers is heavy to import and only this backend needs it; data_pipeline.run,
+        # which every ASR worker process imports, imports this module.
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if cfg.model:
             ref, gguf = cfg.model, (cfg.gguf_file or None)
             self.model_id = f"transformers:{cfg.model}" + (f"/{gguf}" if gguf else "")
         else:
-            from .offline_models import smollm2_gguf_file
-
             file = smollm2_gguf_file()
             ref, gguf = str(file.parent), file.name
             self.model_id = f"transformers:{file.name}"
-        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        device = resolve_device(cfg.device, key="llm.device")
+        dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
         converted = Path(cfg.converted_dir) if (cfg.converted_dir and gguf) else None
         if converted is not None and (converted / "config.json").is_file():
             ref, gguf = str(converted), None  # same weights, already dequantised
@@ -68,8 +74,6 @@ class TransformersLLM(LLM):
         self.temperature = cfg.temperature
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
-        import torch
-
         outputs = []
         for prompt in prompts:  # one at a time: no padding effects, so results do not depend on batching
             enc = self.tokenizer.apply_chat_template(
@@ -85,28 +89,19 @@ class TransformersLLM(LLM):
 
 
 def _save_converted(model, tokenizer, folder: Path) -> None:
-    """save_pretrained into a sibling temp folder, then rename: a crash leaves no half-written model."""
-    import copy
-
-    from safetensors.torch import save_model
-
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    """save_pretrained into a sibling temp folder, then swap it in: a crash leaves no half-written model."""
     # The weights are already dequantised to plain tensors, but transformers still marks the
     # model as GGUF-quantised and refuses save_pretrained; write config and weights directly.
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.save_pretrained(tmp)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(tmp)
-    save_model(model, str(tmp / "model.safetensors"))  # drops tied duplicates; from_pretrained re-ties
-    tokenizer.save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        config.save_pretrained(tmp)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"))  # drops tied duplicates; from_pretrained re-ties
+        tokenizer.save_pretrained(tmp)
     logger.info("saved the converted GGUF model to %s", folder)
 
 
@@ -162,6 +157,4 @@ def llm_model_id(cfg: LLMConfig) -> str:
         return f"openai:{cfg.model}"
     if cfg.model:
         return f"transformers:{cfg.model}" + (f"/{cfg.gguf_file}" if cfg.gguf_file else "")
-    from .offline_models import smollm2_gguf_file
-
     return f"transformers:{Path(smollm2_gguf_file()).name}"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._io import atomic_write_parquet
+from ophbase.io import atomic_write_parquet
+
 from .errors import InputError
 
 # Required columns, in order. Extra columns are kept (stages may add their own).

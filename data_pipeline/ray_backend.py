@@ -9,17 +9,20 @@ records as the local backend. ``run.ray_address`` = "" starts a local Ray.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 from .config import ASRConfig, LLMConfig, PipelineConfig
 from .errors import StageError
+from .llm import load_llm
+from .transcribe import load_asr, transcribe_task
 
 logger = logging.getLogger(__name__)
 
 
 def _ensure_ray(cfg: PipelineConfig):
     try:
-        import ray
+        import ray  # lazy: Ray is the optional `distributed` extra
     except ImportError:
         raise StageError("run.backend = ray needs Ray: pip install 'ophclip[distributed]'") from None
     if not ray.is_initialized():
@@ -30,23 +33,15 @@ def _ensure_ray(cfg: PipelineConfig):
 
 class ASRActor:
     def __init__(self, asr_cfg: dict):
-        from .transcribe import load_asr
-
         self.backend = load_asr(ASRConfig(**asr_cfg))
 
     def __call__(self, batch: dict) -> dict:
-        import json
-
-        from .run import transcribe_task
-
         recs = [transcribe_task(self.backend, {"path": p, "key": k}) for p, k in zip(batch["path"], batch["key"], strict=True)]
         return {"order": batch["order"], "record": [json.dumps(r) for r in recs]}
 
 
 class LLMActor:
     def __init__(self, llm_cfg: dict, max_new_tokens: int):
-        from .llm import load_llm
-
         self.llm = load_llm(LLMConfig(**llm_cfg))
         self.max_new_tokens = max_new_tokens
 
@@ -66,8 +61,6 @@ def _map_in_order(cfg: PipelineConfig, items: list[dict], actor, kwargs: dict, o
 
 
 def run_asr_ray(tasks: list[dict], cfg: PipelineConfig) -> list[dict]:
-    import json
-
     items = [{"path": t["path"], "key": t["key"]} for t in tasks]
     out = _map_in_order(cfg, items, ASRActor, {"asr_cfg": dataclasses.asdict(cfg.asr)}, "record")
     return [json.loads(str(r)) for r in out]

@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ._io import atomic_write_json, atomic_write_parquet
+from ophbase.io import atomic_write_json, atomic_write_parquet
+
 from .cache import JsonCache, cache_key
 from .captions import find_captions, load_captions
 from .config import ASRConfig, PipelineConfig
@@ -43,13 +44,14 @@ from .ingest import VideoInput, list_inputs, probe_video
 from .lexicon import Lexicon, normalize_text
 from .llm import llm_model_id, load_llm
 from .manifests import NARRATED, SILENT, write_manifest
+from .ray_backend import run_asr_ray, run_llm_ray
 from .records import Segment
 from .relevance import RelevanceFilter
 from .rewrite import Rewriter
 from .segment import merge_into_clips, split_sentences
 from .speech import classify
 from .summarize import Summarizer
-from .transcribe import KEPT, LOW_LOGPROB, REPETITIVE, apply_guards, load_asr
+from .transcribe import KEPT, LOW_LOGPROB, REPETITIVE, apply_guards, load_asr, transcribe_task
 
 logger = logging.getLogger(__name__)
 
@@ -89,18 +91,6 @@ _WORKER_BACKEND = None
 def _init_asr_worker(asr_cfg: dict) -> None:
     global _WORKER_BACKEND
     _WORKER_BACKEND = load_asr(ASRConfig(**asr_cfg))
-
-
-def transcribe_task(backend, task: dict) -> dict:
-    """Run ASR on one video; return its record (segments, or the error)."""
-    t0 = time.perf_counter()
-    try:
-        segments = backend.transcribe(task["path"])
-        return {"key": task["key"], "source": backend.model_id, "segments": [s.to_dict() for s in segments],
-                "error": "", "wall_s": time.perf_counter() - t0}
-    except InputError as e:
-        return {"key": task["key"], "source": backend.model_id, "segments": [], "error": str(e),
-                "wall_s": time.perf_counter() - t0}
 
 
 def _transcribe_in_worker(task: dict) -> dict:
@@ -219,8 +209,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         bar.update(1)
 
     if cfg.run.backend == "ray" and asr_tasks:
-        from .ray_backend import run_asr_ray
-
         for task, rec in zip(asr_tasks, run_asr_ray(asr_tasks, cfg), strict=True):
             on_asr_done(task, rec)
     else:
@@ -293,8 +281,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     t0 = time.perf_counter()
     if todo_rw or todo_sum:
         if cfg.run.backend == "ray":
-            from .ray_backend import run_llm_ray
-
             if todo_rw:
                 rewriter.store(todo_rw, run_llm_ray(rewriter.prompts(todo_rw), cfg, cfg.rewrite.max_new_tokens))
             if todo_sum:

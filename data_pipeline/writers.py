@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._io import atomic_write_text
+from ophbase.io import atomic_write_text
+
 from .records import Segment
 
 
@@ -40,9 +43,6 @@ def to_json(segments: Sequence[Segment]) -> str:
 
 
 def to_csv(segments: Sequence[Segment]) -> str:
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["start", "end", "text"])

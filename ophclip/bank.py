@@ -8,9 +8,25 @@ is the command line over these; the demo and the ablation call them directly.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from data_pipeline.frame_cache import FrameCache, iter_resampled_frames
+from data_pipeline.manifests import read_manifest
+from ophbase.io import atomic_path, atomic_write_json
+from retrieval import MemoryBank, label_agreement
+
+from . import __version__
+from .errors import ConfigError, DataError
+from .factory import create_model_and_transforms, get_tokenizer
+from .memory import encode_pool, silent_pool
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +46,7 @@ def build_bank(
     progress: bool = True,
 ) -> dict:
     """Encode the silent pool of ``dataset_root`` with ``checkpoint`` and save the bank into ``out``."""
-    import ophclip
-    from data_pipeline._io import atomic_write_json
-    from retrieval import MemoryBank
-
-    from .train.memory import encode_pool, silent_pool
-
-    model, _, preprocess_eval = ophclip.create_model_and_transforms(checkpoint)
+    model, _, preprocess_eval = create_model_and_transforms(checkpoint)
     pool = silent_pool(dataset_root, n_frames=n_frames, transform=preprocess_eval)
     t0 = time.perf_counter()
     emb = encode_pool(model, pool, list(range(len(pool))), batch_size=batch_size, progress=progress)
@@ -53,17 +63,13 @@ def build_bank(
         "count": len(bank),
         "dim": bank.dim,
         "encode_s": round(encode_s, 3),
-        "ophclip": ophclip.__version__,
+        "ophclip": __version__,
     }
     atomic_write_json(Path(out) / BUILD_JSON, info)
     return info
 
 
 def read_build_info(bank_dir: Path) -> dict:
-    import json
-
-    from .errors import DataError
-
     path = Path(bank_dir) / BUILD_JSON
     if not path.is_file():
         raise DataError(
@@ -83,14 +89,6 @@ def query_bank(
     n_frames: int | None = None,
 ) -> list[tuple[str, float]]:
     """Top-``k`` (video_id, score) of the bank for a text or a video (file path or dataset video id)."""
-    import numpy as np
-    import torch
-
-    import ophclip
-    from retrieval import MemoryBank
-
-    from .errors import ConfigError, DataError
-
     if (text is None) == (video is None):
         raise ConfigError("give exactly one of --text or --video")
     bank = MemoryBank.load(bank_dir)
@@ -98,12 +96,12 @@ def query_bank(
     info = read_build_info(bank_dir) if needs_info else {}
     checkpoint = checkpoint or info["checkpoint"]
     n_frames = n_frames or int(info.get("n_frames", 8))
-    model, _, preprocess_eval = ophclip.create_model_and_transforms(checkpoint)
+    model, _, preprocess_eval = create_model_and_transforms(checkpoint)
     model.eval()
     exclude = None
     with torch.no_grad():
         if text is not None:
-            tokenizer = ophclip.get_tokenizer(checkpoint)
+            tokenizer = get_tokenizer(checkpoint)
             query = model.encode_text(tokenizer([text]), normalize=True)
         else:
             frames = _video_frames(video, dataset_root or Path(info["dataset_root"]), n_frames)
@@ -122,21 +120,13 @@ def query_bank(
 
 
 def _video_frames(video: str, dataset_root: Path, n_frames: int):
-    """(n_frames, H, W, 3) uint8: decoded from a file, or read from the dataset's frame cache by id."""
-    import numpy as np
+    """(n_frames, H, W, 3) uint8: decoded from a file, or read from the dataset's frame cache by id.
 
-    from data_pipeline.frame_cache import FrameCache, iter_resampled_frames
-
-    from .errors import DataError
-
+    A file that cannot be decoded raises the pipeline's InputError, a :class:`DataError`.
+    """
     path = Path(video)
     if path.is_file():
-        from data_pipeline.errors import InputError
-
-        try:
-            frames = np.stack(list(iter_resampled_frames(path, QUERY_DECODE_FPS, short_side=None)))
-        except InputError as e:
-            raise DataError(str(e)) from None
+        frames = np.stack(list(iter_resampled_frames(path, QUERY_DECODE_FPS, short_side=None)))
         return frames[segment_centres(len(frames), n_frames)]
     cache = FrameCache(dataset_root)
     if video not in cache:
@@ -149,8 +139,6 @@ def _video_frames(video: str, dataset_root: Path, n_frames: int):
 def segment_centres(total: int, n: int):
     """Frame at the centre of each of ``n`` equal segments: how the bank samples a silent video
     (``VideoDataset`` with ``train=False``), so a bank video queried by id meets its own embedding."""
-    import numpy as np
-
     return np.minimum(np.floor((np.arange(n) + 0.5) * total / n).astype(np.int64), total - 1)
 
 
@@ -175,17 +163,6 @@ def bank_gallery(
     the first ``n_show`` queries (one per label first, so every label appears) and their
     neighbours' middle frames. ``gallery.json`` beside the PNG holds every number.
     """
-    import pandas as pd
-    import torch
-
-    import ophclip
-    from data_pipeline._io import atomic_write_json
-    from data_pipeline.frame_cache import FrameCache
-    from data_pipeline.manifests import read_manifest
-    from retrieval import MemoryBank, label_agreement
-
-    from .errors import DataError
-
     bank = MemoryBank.load(bank_dir)
     info = read_build_info(bank_dir) if checkpoint is None or dataset_root is None else {}
     checkpoint = checkpoint or info["checkpoint"]
@@ -207,7 +184,7 @@ def bank_gallery(
     if not queries:
         raise DataError(f"{root / 'videos.parquet'}: no narrated videos to query the bank with")
     cache = FrameCache(root)
-    model, _, preprocess_eval = ophclip.create_model_and_transforms(checkpoint)
+    model, _, preprocess_eval = create_model_and_transforms(checkpoint)
     model.eval()
     emb = []
     with torch.no_grad():
@@ -252,15 +229,10 @@ def bank_gallery(
 
 def _render_gallery(out_png: Path, cache, queries, result, shown, label_of) -> None:
     """Rows: a query's middle frame, then its neighbours' middle frames, titled with label and score."""
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = result.ids.shape[1]
-    fig, axes = plt.subplots(len(shown), k + 1, figsize=(2.2 * (k + 1), 2.4 * len(shown)), squeeze=False)
+    # matplotlib's object API, not pyplot: drawing a gallery does not switch the process's backend.
+    fig = Figure(figsize=(2.2 * (k + 1), 2.4 * len(shown)))
+    axes = fig.subplots(len(shown), k + 1, squeeze=False)
     for row, qi in enumerate(shown):
         cells = [(queries[qi], None)] + list(zip(result.ids[qi], result.scores[qi], strict=True))
         for col, (vid, score) in enumerate(cells):
@@ -275,9 +247,5 @@ def _render_gallery(out_png: Path, cache, queries, result, shown, label_of) -> N
             ax.set_title(title, fontsize=7, color="green" if match else "black" if score is None else "red")
     fig.suptitle("narrated query (left) and its top silent neighbours", fontsize=9)
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from ophbase.io import atomic_write_text
+
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -140,9 +142,7 @@ def dump_yaml(cfg: Any) -> str:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config atomically (``path.tmp`` then ``os.replace``)."""
-    from data_pipeline._io import atomic_write_text
-
+    """Write the resolved config atomically (a temporary file, then ``os.replace``)."""
     atomic_write_text(path, dump_yaml(cfg))
 
 

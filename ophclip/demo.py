@@ -20,10 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_pipeline._io import atomic_write_json, atomic_write_text
+from ophbase.io import atomic_write_json, atomic_write_text
 
 from .config import apply_overrides, from_dict, load_config, save_config
+from .distill import DistillConfig
 from .errors import ConfigError
+from .prompts import resolve_prompt_file
+from .train.objectives.distill import distill
 
 logger = logging.getLogger(__name__)
 
@@ -252,9 +255,9 @@ def pretrain_stage(ctx: DemoContext) -> str:
 
 def zeroshot_stage(ctx: DemoContext) -> str:
     """Zero-shot phase, tool and surgery-type recognition on the held-out videos: trained vs random init."""
-    from benchmarks.run import run_zeroshot_config
-
-    from .evaluate import BenchmarkConfig, ModelRef, ZeroShotConfig
+    from .datasets import BenchmarkConfig
+    from .eval.config import ModelRef, ZeroShotConfig
+    from .eval.run import run_zeroshot_config
     from .train import PretrainConfig
 
     rows = []
@@ -277,7 +280,7 @@ def zeroshot_stage(ctx: DemoContext) -> str:
                 f"| {g['chance_uniform_accuracy']:.3f} | {c['random_pooled_accuracy']:.3f} | {r['tools']['chance']['mAP']:.3f} "
                 f"| {r['surgery_type']['chance']['uniform_accuracy']:.3f} | {min(1.0, 5 / max(r['retrieval']['n_pairs'], 1)):.3f} |")
     return (f"`ophclip zeroshot configs/eval_synthetic.yaml` on the {r['n_videos']} held-out videos "
-            f"({r['n_frames']} frames at {r['eval_fps']} fps), prompts `benchmarks/prompts/synthetic.yaml`:\n\n"
+            f"({r['n_frames']} frames at {r['eval_fps']} fps), prompts `ophclip/prompts/synthetic.yaml`:\n\n"
             f"| model | phase acc. (mean over videos, {len(p['class_names'])} classes) | phase macro-F1 "
             f"| phase acc., surgery type known (~{g['mean_classes']:.0f} classes) | phase acc. (pooled) | tool mAP "
             "| surgery-type acc. | text->video R@5 |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
@@ -321,6 +324,47 @@ def retrieval_stage(ctx: DemoContext) -> str:
             "\n\nTop silent neighbours of a few narrated videos (green title: same surgery type), demo-trained "
             "encoder:\n\n![retrieval gallery](retrieval_gallery_trained.png)\n\nThe same with the random-init "
             "encoder: `retrieval_gallery_random_init.png`.")
+
+
+def demo_teacher(ctx) -> str | None:
+    """The demo's pretrained model folder: from this run's pretrain stage, or left in ``ctx.out_dir`` by an earlier one."""
+    pretrained = ctx.results.get("pretrain", {}).get("model_dir")
+    earlier = ctx.out_dir / "pretrain" / "final"
+    if pretrained is None and (earlier / "model.safetensors").is_file():
+        pretrained = str(earlier)  # e.g. `ophclip demo --stages pretrain`, then `--stages distill`
+    return pretrained
+
+
+def demo_distill_stage(ctx, overrides: Sequence[str] = ("train.steps=200",), progress: bool = True) -> str:
+    """Distil the demo's teacher (the pretrain stage's model if it ran, now or earlier into the same folder,
+    else the random-init default) on its root.
+
+    ``ctx`` is :class:`ophclip.demo.DemoContext`; ``overrides`` are dotted :class:`DistillConfig` overrides
+    applied last. Stores ``ctx.results["distill"]`` and returns Markdown.
+    """
+    pretrained = demo_teacher(ctx)
+    prompts = resolve_prompt_file("synthetic")
+    base = [f"data.root={ctx.root_dir}", f"train.output_dir={ctx.out_dir / 'distill'}",
+            f"teacher.name={pretrained or 'OphCLIP-tiny-MiniLM'}"]
+    if prompts.is_file():
+        base.append(f"data.prompts={prompts}")
+    cfg = load_config(DistillConfig, None, [*base, *overrides])
+    steps = cfg.train.steps
+    result = distill(cfg, progress=progress)
+    params = result.counts["parameters"]
+    ctx.results["distill"] = {"student_dir": str(result.student_dir), "teacher": cfg.teacher.name,
+                              "agreement": result.agreement, "parameters": params, "seconds": result.seconds,
+                              "first_loss": result.counts["first_loss"], "final_loss": result.counts["final_loss"],
+                              "history": result.history, "counts": result.counts}
+    teacher_note = "the pretrain stage's model" if pretrained else "the random-init OphCLIP-tiny-MiniLM (no pretrain stage ran)"
+    rows = [f"| {k} | {v:.3f} |" for k, v in result.agreement.items() if isinstance(v, float)]
+    return "\n".join([
+        f"Distilled {teacher_note} into `{cfg.student.name}` in {result.seconds:.1f} s ({steps} steps): "
+        f"{params['student']['vision']:,} vision parameters against the teacher's {params['teacher']['vision']:,} "
+        f"({result.counts['vision_compression']:.1f}x fewer); loss {result.counts['first_loss']:.3f} -> "
+        f"{result.counts['final_loss']:.3f}. The student carries the teacher's frozen text tower, so the same prompts work.",
+        "", f"Agreement with the teacher ({result.agreement['measured_on']}):", "", "| measure | value |", "|---|---|",
+        *rows])
 
 
 def _agreement_by_chance(bank_dir: Path, query_labels: dict[str, str | None], labels_csv: Path) -> float:
@@ -378,7 +422,7 @@ STAGES: list[Stage] = [
     Stage("pretrain", "Hierarchical pretraining (clip and video levels)", pretrain_stage),
     Stage("zeroshot", "Zero-shot evaluation on the held-out videos", zeroshot_stage),
     Stage("retrieval", "Silent-video memory bank and retrieval", retrieval_stage),
-    Stage("distill", "Real-time student (distillation)", lambda ctx: _lazy("ophclip.distill", "demo_distill_stage")(
+    Stage("distill", "Real-time student (distillation)", lambda ctx: demo_distill_stage(
           ctx, ("train.steps=100", "student.name=OphCLIP-student-RN-Micro"))),
     Stage("stream", "Streaming phase recognition", lambda ctx: _lazy("ophclip.stream", "demo_stream_stage")(ctx)),
 ]

@@ -1,4 +1,7 @@
-"""Distillation of an OphCLIP dual encoder into a small, real-time student vision tower.
+"""Distillation of an OphCLIP dual encoder into a small, real-time student vision tower: the pieces.
+
+The run is the training engine with :mod:`ophclip.train.objectives.distill`
+(``ophclip distill``, or ``from ophclip.train.objectives.distill import distill``).
 
 OVFM (Nat. Biomed. Eng. 2026) shrank its video model ~16x by distillation for use in the
 operating room, but its student lost the zero-shot interface. Here the student keeps it:
@@ -46,12 +49,10 @@ Data
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
+import importlib
 import logging
-import math
-import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,22 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import v2
 
+from data_pipeline.frame_cache import FrameCache
+from data_pipeline.manifests import SILENT, manifest_path, read_manifest
+
+from .classifier import encode_texts
+from .data import ClipDataset, collate
 from .errors import ConfigError, DataError, ModelError
+from .factory import get_model_config
+from .loss import ClipLoss
+from .model import HFTextTower, OphCLIP
+from .prompts import load_prompt_file
 
 logger = logging.getLogger(__name__)
 
 PROJECTORS = ("linear", "none")
-STUDENT_DIRNAME = "student"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -125,6 +135,7 @@ class DistillTrainSection:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 10
+    save_every: int = 100  # steps between checkpoints (resume with `ophclip distill ... --resume latest`)
 
 
 @dataclass
@@ -166,9 +177,6 @@ def build_student(
     The text tower, temporal pooling and logit scale are copied from ``teacher`` and frozen,
     so the student's similarities to any text are on the teacher's scale.
     """
-    from .factory import get_model_config
-    from .model import HFTextTower, OphCLIP
-
     if projector not in PROJECTORS:
         raise ModelError(f"projector must be one of {PROJECTORS}, got {projector!r}")
     spec = get_model_config(student_name)
@@ -223,8 +231,6 @@ class SharedAugment:
         self.crop_scale, self.hflip_prob = tuple(crop_scale), hflip_prob
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
-        from torchvision.transforms import v2
-
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
         size = tuple(x.shape[-2:])
         x = v2.Compose([v2.RandomResizedCrop(size, scale=self.crop_scale, antialias=True),
@@ -240,17 +246,14 @@ def _uint8_frames(frames: np.ndarray) -> torch.Tensor:
 class DistillData:
     """Windows to distil on, split by video into training and held-out parts."""
 
-    train: Any  # ophclip.train.data.ClipDataset (uint8 frames (T, H, W, 3))
-    holdout: Any | None
+    train: ClipDataset  # uint8 frames (T, H, W, 3)
+    holdout: ClipDataset | None
     narrations: list[str]  # unique narration sentences of all windows
     counts: dict[str, int]
 
 
 def silent_windows(root: Path, window_s: float) -> pd.DataFrame:
     """Windows of ``window_s`` seconds tiling each silent video of ``root`` (clip_id, video_id, start, end, text="")."""
-    from data_pipeline.frame_cache import FrameCache
-    from data_pipeline.manifests import SILENT, read_manifest
-
     videos = read_manifest(root, "videos")
     ok = videos["status"].astype("string").fillna("").isin(["", "ok"]) & (videos["kind"].astype(str) == SILENT)
     cache = FrameCache(root)
@@ -269,11 +272,6 @@ def silent_windows(root: Path, window_s: float) -> pd.DataFrame:
 
 def load_distill_data(cfg: DistillDataSection, seed: int) -> DistillData:
     """Narrated clips plus the silent pool, held-out videos split off (see module docstring)."""
-    from data_pipeline.frame_cache import FrameCache
-    from data_pipeline.manifests import manifest_path, read_manifest
-
-    from .train.data import ClipDataset
-
     root = Path(cfg.root)
     if not root.is_dir():
         raise DataError(f"data.root {root} is not a folder; give a dataset root written by `ophclip pipeline`")
@@ -356,8 +354,6 @@ class TextBank:
 
 def prompt_sentences(prompts: str | Path | None) -> tuple[list[str], Any]:
     """Every sentence x template of every section of a prompt file, and its phase section (or None)."""
-    from .prompts import load_prompt_file
-
     if prompts is None:
         return [], None
     sections = load_prompt_file(prompts)
@@ -366,8 +362,6 @@ def prompt_sentences(prompts: str | Path | None) -> tuple[list[str], Any]:
 
 
 def build_text_bank(teacher, tokenizer, narrations: Sequence[str], prompt_texts: Sequence[str]) -> TextBank:
-    from .zero_shot import encode_texts
-
     prompt_texts = list(dict.fromkeys(prompt_texts))
     seen = set(prompt_texts)
     texts = prompt_texts + [t for t in dict.fromkeys(narrations) if t not in seen]
@@ -399,8 +393,6 @@ class DistillLoss(nn.Module):
 
     def __init__(self, cfg: DistillLossCfg):
         super().__init__()
-        from .loss import ClipLoss
-
         self.cfg = cfg
         self.contrastive = ClipLoss(repeated_text=cfg.repeated_text)
 
@@ -460,8 +452,6 @@ def measure_agreement(student, student_pre, teacher, teacher_pre, dataset, bank:
     fraction of clips whose most similar bank text is the same; ``phase_top1_agreement``: fraction
     of frames with the same zero-shot phase (with a prompt classifier); ``kl``: the KL term.
     """
-    from .train.data import collate
-
     student.eval()
     teacher.eval()
     scale = float(teacher.get_logit_scale())
@@ -495,206 +485,15 @@ def measure_agreement(student, student_pre, teacher, teacher_pre, dataset, bank:
     return out
 
 
-# --------------------------------------------------------------------------- the run
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _lr_at(step: int, cfg: DistillTrainSection) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _batches(dataset, batch_size: int, seed: int) -> Iterator[dict[str, Any]]:
-    from .train.data import LevelBatchSampler, collate
-
-    batch_size = min(batch_size, len(dataset))
-    if batch_size < 2:
-        raise DataError(f"only {len(dataset)} training window(s); distillation needs at least 2")
-    for keys in LevelBatchSampler(len(dataset), batch_size, seed=seed, level="clip"):
-        yield collate([dataset[k] for k in keys])
-
-
 def parameter_counts(model) -> dict[str, int]:
     counts = model.num_parameters()
     return {"vision": counts["vision"], "text": counts["text"], "total": counts["total"]}
 
 
-@dataclass
-class DistillResult:
-    student_dir: Path
-    history: list[dict[str, float]]
-    agreement: dict[str, float]
-    counts: dict[str, Any]
-    seconds: float
-
-
-def distill(cfg: DistillConfig, *, progress: bool = True) -> DistillResult:
-    """Train the student, measure agreement on held-out videos, save it (module docstring)."""
-    from tqdm.auto import tqdm
-
-    import ophclip
-
-    from .zero_shot import build_zero_shot_classifier
-
-    validate(cfg)
-    torch.manual_seed(cfg.train.seed)
-    device = _device(cfg.train.device)
-    out_dir = Path(cfg.train.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prompt_texts, phase_prompts = prompt_sentences(cfg.data.prompts)  # a bad prompt file fails before any model loads
-    data = load_distill_data(cfg.data, cfg.train.seed)
-
-    teacher, _, teacher_pre = ophclip.create_model_and_transforms(cfg.teacher.name, pretrained=cfg.teacher.pretrained)
-    teacher.requires_grad_(False)
-    teacher.eval()
-    saved = cfg.teacher.pretrained if cfg.teacher.pretrained and Path(cfg.teacher.pretrained).is_dir() else None
-    tokenizer = ophclip.get_tokenizer(saved or cfg.teacher.name)
-    student = build_student(teacher, cfg.student.name, image_size=cfg.student.image_size,
-                            projector=cfg.student.projector)
-    _, student_pre = ophclip.build_transforms(student.config.preprocess_cfg)
-    teacher.to(device)
-    student.to(device)
-
-    needs_text = cfg.loss.kl_weight > 0 or cfg.loss.contrastive_weight > 0
-    bank = build_text_bank(teacher, tokenizer, data.narrations, prompt_texts) if needs_text else None
-    phase_clf = build_zero_shot_classifier(teacher, tokenizer, phase_prompts) if phase_prompts is not None else None
-    loss_fn = DistillLoss(cfg.loss)
-    trainable = [p for p in student.parameters() if p.requires_grad]
-    decay = [p for p in trainable if p.ndim >= 2]
-    no_decay = [p for p in trainable if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.train.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.train.lr)
-    scale = teacher.get_logit_scale().detach()
-    rng = np.random.default_rng(cfg.train.seed)
-    history: list[dict[str, float]] = []
-    batches = _batches(data.train, cfg.train.batch_size, cfg.train.seed)
-    start = time.perf_counter()
-    student.train()
-    bar = tqdm(range(cfg.train.steps), desc="distilling", unit="step", disable=not progress)
-    for step in bar:
-        batch = next(batches)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, cfg.train)
-        with torch.no_grad():
-            tf, tc = encode_clip_batch(teacher, teacher_pre, batch["frames"])
-        sf, sc = encode_clip_batch(student, student_pre, batch["frames"])
-        kl_texts = ids = pairs = None
-        if bank is not None:
-            ids = bank.ids(batch["text"])
-            cols = bank.columns(ids, cfg.data.max_bank_narrations, rng)
-            kl_texts = bank.embeddings[cols].to(device)
-            pairs = bank.embeddings[ids.clamp(min=0)].to(device)
-            ids = ids.to(device)
-        terms = loss_fn(sf, tf, sc, tc, scale, kl_texts, ids, pairs)
-        if not torch.isfinite(terms["total"]):
-            raise ModelError(f"distillation loss is {float(terms['total'])} at step {step}; lower train.lr")
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        if cfg.train.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.train.grad_clip_norm)
-        optimizer.step()
-        # "+ 0.0" turns a switched-off term's -0.0 into 0.0 in the logs.
-        record = {"step": step, "lr": optimizer.param_groups[0]["lr"],
-                  **{k: float(v.detach()) + 0.0 for k, v in terms.items()}}
-        history.append(record)
-        if step % cfg.train.log_every == 0 or step == cfg.train.steps - 1:
-            bar.set_postfix(loss=f"{record['total']:.4f}")
-            logger.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "step"))
-    seconds = time.perf_counter() - start
-
-    held = data.holdout if data.holdout is not None else data.train
-    agreement = measure_agreement(student, student_pre, teacher, teacher_pre, held, bank, phase_clf,
-                                  cfg.train.batch_size)
-    agreement["measured_on"] = "held-out videos" if data.holdout is not None else "training windows (no held-out video)"
-    params = {"student": parameter_counts(student), "teacher": parameter_counts(teacher)}
-    compression = params["teacher"]["vision"] / max(1, params["student"]["vision"])
-    info = {
-        "data": f"distilled on {data.counts['train_windows']} windows of {cfg.data.root} "
-                f"({data.counts['narrated_windows']} narrated, {data.counts['silent_windows']} silent in all)",
-        "teacher": str(cfg.teacher.pretrained or cfg.teacher.name),
-        "text_tower": "copied verbatim from the teacher and frozen: the teacher's prompts work unchanged",
-        "student_architecture": cfg.student.name,
-        "vision_compression": f"{compression:.1f}x fewer vision parameters than the teacher",
-        "metrics": {f"agreement/{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in agreement.items()},
-        "distillation": {"steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-                         "loss": dataclasses.asdict(cfg.loss), "seconds": round(seconds, 1)},
-    }
-    student_dir = student.cpu().save_pretrained(out_dir / STUDENT_DIRNAME, training_info=info)
-    counts = {**data.counts, "parameters": params, "vision_compression": compression,
-              "final_loss": history[-1]["total"], "first_loss": history[0]["total"]}
-    _write_run_files(out_dir, cfg, history, agreement, counts, seconds)
-    return DistillResult(student_dir, history, agreement, counts, seconds)
-
-
-def _write_run_files(out_dir: Path, cfg: DistillConfig, history, agreement, counts, seconds) -> None:
-    import importlib.metadata
-    import platform
-
-    from data_pipeline._io import atomic_write_json, atomic_write_text
-
-    from .config import save_config, to_dict
-
-    save_config(cfg, out_dir / "config.yaml")
-    versions = {"python": platform.python_version()}
-    for dist in ("ophclip", "torch", "open_clip_torch", "transformers"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    atomic_write_json(out_dir / "run.json", {"config": to_dict(cfg), "versions": versions, "seed": cfg.train.seed,
-                                             "counts": counts, "agreement": agreement, "seconds": seconds})
-    atomic_write_text(out_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-
-
-# --------------------------------------------------------------------------- `ophclip demo` stage
-
-
-def demo_teacher(ctx) -> str | None:
-    """The demo's pretrained model folder: from this run's pretrain stage, or left in ``ctx.out_dir`` by an earlier one."""
-    pretrained = ctx.results.get("pretrain", {}).get("model_dir")
-    earlier = ctx.out_dir / "pretrain" / "final"
-    if pretrained is None and (earlier / "model.safetensors").is_file():
-        pretrained = str(earlier)  # e.g. `ophclip demo --stages pretrain`, then `--stages distill`
-    return pretrained
-
-
-def demo_distill_stage(ctx, overrides: Sequence[str] = ("train.steps=200",), progress: bool = True) -> str:
-    """Distil the demo's teacher (the pretrain stage's model if it ran, now or earlier into the same folder,
-    else the random-init default) on its root.
-
-    ``ctx`` is :class:`ophclip.demo.DemoContext`; ``overrides`` are dotted :class:`DistillConfig` overrides
-    applied last. Stores ``ctx.results["distill"]`` and returns Markdown.
-    """
-    from .config import load_config
-
-    pretrained = demo_teacher(ctx)
-    prompts = Path(__file__).resolve().parents[1] / "benchmarks" / "prompts" / "synthetic.yaml"
-    base = [f"data.root={ctx.root_dir}", f"train.output_dir={ctx.out_dir / 'distill'}",
-            f"teacher.name={pretrained or 'OphCLIP-tiny-MiniLM'}"]
-    if prompts.is_file():
-        base.append(f"data.prompts={prompts}")
-    cfg = load_config(DistillConfig, None, [*base, *overrides])
-    steps = cfg.train.steps
-    result = distill(cfg, progress=progress)
-    params = result.counts["parameters"]
-    ctx.results["distill"] = {"student_dir": str(result.student_dir), "teacher": cfg.teacher.name,
-                              "agreement": result.agreement, "parameters": params, "seconds": result.seconds,
-                              "first_loss": result.counts["first_loss"], "final_loss": result.counts["final_loss"],
-                              "history": [h["total"] for h in result.history], "counts": result.counts}
-    teacher_note = "the pretrain stage's model" if pretrained else "the random-init OphCLIP-tiny-MiniLM (no pretrain stage ran)"
-    rows = [f"| {k} | {v:.3f} |" for k, v in result.agreement.items() if isinstance(v, float)]
-    return "\n".join([
-        f"Distilled {teacher_note} into `{cfg.student.name}` in {result.seconds:.1f} s ({steps} steps): "
-        f"{params['student']['vision']:,} vision parameters against the teacher's {params['teacher']['vision']:,} "
-        f"({result.counts['vision_compression']:.1f}x fewer); loss {result.counts['first_loss']:.3f} -> "
-        f"{result.counts['final_loss']:.3f}. The student carries the teacher's frozen text tower, so the same prompts work.",
-        "", f"Agreement with the teacher ({result.agreement['measured_on']}):", "", "| measure | value |", "|---|---|",
-        *rows])
+def __getattr__(name: str) -> Any:
+    # Deprecated: the run moved to the training engine; these names forward there.
+    if name in ("distill", "DistillResult"):
+        warnings.warn(f"ophclip.distill.{name} moved to ophclip.train.objectives.distill.{name}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module("ophclip.train.objectives.distill"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,21 +1,10 @@
-"""One exception family for the library.
+"""The library's exceptions: the shared family of :mod:`ophbase.errors`, re-exported.
 
-Messages name the file, row or key, say what was expected, and say what to do.
-The CLI prints them as one line (``--debug`` shows the traceback).
+``except ophclip.errors.OphclipError`` also catches the pipeline's and the memory bank's
+errors, since they derive from the same root. The CLI prints them as one line
+(``--debug`` shows the traceback).
 """
 
+from ophbase.errors import ConfigError, DataError, ModelError, OphclipError
 
-class OphclipError(Exception):
-    """Base of every error the library raises on purpose."""
-
-
-class ConfigError(OphclipError, ValueError):
-    """A config file or override is missing, malformed, or has an unknown key or wrong type."""
-
-
-class DataError(OphclipError, ValueError):
-    """An input file (video, manifest, annotation, captions) is missing or malformed."""
-
-
-class ModelError(OphclipError, ValueError):
-    """A model name, checkpoint or weight file is unknown or incompatible."""
+__all__ = ["ConfigError", "DataError", "ModelError", "OphclipError"]

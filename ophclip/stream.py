@@ -1,7 +1,7 @@
 """Streaming, causal phase recognition: frames arrive one at a time and each gets a phase now.
 
     from ophclip.stream import PhaseStreamer, StreamConfig
-    streamer = PhaseStreamer.from_pretrained("runs/distill/student", prompts="benchmarks/prompts/synthetic.yaml")
+    streamer = PhaseStreamer.from_pretrained("runs/distill/student", prompts="synthetic")
     for step in streamer.run("case12.mp4"):          # a file, a camera ("camera:0"), or an iterator of arrays
         print(step.index, step.phase_name, step.latency_ms)
     streamer.latency_stats()                          # p50 / p99 per-frame latency, frames/s
@@ -33,7 +33,6 @@ import collections
 import dataclasses
 import json
 import logging
-import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,11 +40,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import av
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from data_pipeline.synth.preview import read_phase_segments
+from ophbase.io import atomic_path
+
+from .classifier import build_zero_shot_classifier, logit_scale_of
 from .errors import ConfigError, DataError, ModelError
+from .factory import create_model_and_transforms, get_tokenizer
+from .plots import phase_ribbon
+from .prompts import load_prompt_file, resolve_prompt_file, select_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +107,6 @@ class PhaseClassifier:
     def from_prompts(cls, model, tokenizer, prompts: str | Path, task: str = "phase",
                      class_names: Sequence[str] | None = None) -> PhaseClassifier:
         """Encode a prompt file's ``task`` section once (classes in the file's order unless given)."""
-        from .prompts import load_prompt_file, select_prompts
-        from .zero_shot import build_zero_shot_classifier, logit_scale_of
-
         sections = load_prompt_file(prompts)
         if task not in sections:
             raise ConfigError(f"{prompts}: no {task!r} section to stream")
@@ -110,21 +117,15 @@ class PhaseClassifier:
 
     def save(self, path: str | Path) -> Path:
         """safetensors with the class names and scale in its metadata, written atomically."""
-        from safetensors.torch import save_file
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
         meta = {"format": CLASSIFIER_FORMAT, "class_names": json.dumps(self.class_names),
                 "logit_scale": repr(float(self.logit_scale)), "source": self.source}
-        save_file({"weights": self.weights.float().contiguous()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({"weights": self.weights.float().contiguous()}, str(tmp), metadata=meta)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> PhaseClassifier:
-        from safetensors import safe_open
-
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"classifier file not found: {path} (write one with `ophclip stream --save-classifier`)")
@@ -200,7 +201,7 @@ class OnnxEncoder:
     """The vision tower exported by :func:`export_vision_onnx`, run by onnxruntime on the CPU."""
 
     def __init__(self, path: str | Path, threads: int = 0):
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: onnxruntime is the optional `onnx` extra
 
         path = Path(path)
         if not path.is_file():
@@ -226,17 +227,14 @@ def export_vision_onnx(model, path: str | Path, opset: int = 17) -> Path:
     needs the ``onnxscript`` package, which this environment does not ship.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     visual = model.visual.eval()
     example = torch.zeros(1, 3, model.image_size, model.image_size, device=model.logit_scale.device)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy-exporter notice
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(visual, (example,), str(tmp), dynamo=False, input_names=["pixels"],
                           output_names=["embedding"], dynamic_axes={"pixels": {0: "n"}, "embedding": {0: "n"}},
                           opset_version=opset)
-    os.replace(tmp, path)
     logger.info("exported the vision tower of %s to %s", model.config.model_name, path)
     return path
 
@@ -250,8 +248,6 @@ def iter_video_file(path: str | Path, strict: bool = True, tolerance: int = 1) -
     With ``strict``, a file that yields fewer frames than its header declares (minus
     ``tolerance``) raises :class:`StreamError` after its last readable frame.
     """
-    import av
-
     path = Path(path)
     if not path.is_file():
         raise StreamError(f"{path}: video file not found")
@@ -282,8 +278,6 @@ def iter_video_file(path: str | Path, strict: bool = True, tolerance: int = 1) -
 
 def iter_camera(index: int, camera_format: str = "v4l2", options: dict[str, str] | None = None) -> Iterator[np.ndarray]:
     """Frames from a camera through PyAV's FFmpeg device input (``/dev/video<index>`` with v4l2)."""
-    import av
-
     device = f"/dev/video{index}" if camera_format == "v4l2" else str(index)
     try:
         container = av.open(device, format=camera_format, options=options or {})
@@ -374,17 +368,15 @@ class PhaseStreamer:
                         classifier: str | Path | PhaseClassifier | None = None,
                         config: StreamConfig | None = None, device: str = "cpu") -> PhaseStreamer:
         """Load a saved model (any OphCLIP, e.g. a distilled student) and prompts or a saved classifier, once."""
-        import ophclip
-
         if (prompts is None) == (classifier is None):
             raise ConfigError("give exactly one of prompts (a prompt YAML) or classifier (a saved classifier file)")
-        model, _, preprocess = ophclip.create_model_and_transforms(model_dir, device=device)
+        model, _, preprocess = create_model_and_transforms(model_dir, device=device)
         if isinstance(classifier, PhaseClassifier):
             clf = classifier
         elif classifier is not None:
             clf = PhaseClassifier.load(classifier)
         else:
-            clf = PhaseClassifier.from_prompts(model, ophclip.get_tokenizer(model_dir), prompts)
+            clf = PhaseClassifier.from_prompts(model, get_tokenizer(model_dir), prompts)
         return cls(model, preprocess, clf, config)
 
     @property
@@ -457,14 +449,8 @@ def demo_stream_stage(ctx, window: int = 8) -> str:
 
     ``ctx`` is :class:`ophclip.demo.DemoContext` after the distill stage; returns Markdown.
     """
-    import pandas as pd
-
-    from data_pipeline.synth.preview import read_phase_segments
-
-    from .plots import phase_ribbon
-
     student_dir = ctx.results["distill"]["student_dir"]
-    prompts = Path(__file__).resolve().parents[1] / "benchmarks" / "prompts" / "synthetic.yaml"
+    prompts = resolve_prompt_file("synthetic")
     meta = pd.read_csv(ctx.synth_dir / "metadata.csv", dtype={"video_id": str}, keep_default_na=False)
     held = meta[meta["split"] == "eval"]
     if held.empty:

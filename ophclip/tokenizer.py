@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from open_clip.tokenizer import SimpleTokenizer
+from transformers import AutoTokenizer
 
 from .errors import ModelError
 
@@ -37,8 +39,6 @@ class HFTokenizer:
     """Hugging Face tokenizer loaded from a local folder (offline) or a hub id."""
 
     def __init__(self, source: str | Path, context_length: int):
-        from transformers import AutoTokenizer
-
         self.source = str(source)
         self.context_length = context_length
         try:
@@ -70,8 +70,6 @@ class OpenCLIPTokenizer:
     """open_clip's CLIP BPE tokenizer (vocabulary ships with open_clip)."""
 
     def __init__(self, context_length: int = 77):
-        from open_clip.tokenizer import SimpleTokenizer
-
         self.context_length = context_length
         self.tokenizer = SimpleTokenizer(context_length=context_length)
 

@@ -1,4 +1,4 @@
-"""The FAISS memory bank of silent-video embeddings. Takes arrays/tensors and ids; imports no other package of ours.
+"""The FAISS memory bank of silent-video embeddings. Takes arrays/tensors and ids; of our packages it imports only ``ophbase``.
 
 from retrieval import MemoryBank, BankHolder
 """

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,8 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ophbase.io import atomic_path, atomic_write_text
 
 from .convert import as_float32_rows, as_id_list, l2_normalized
 from .errors import MemoryBankError
@@ -315,7 +316,8 @@ class MemoryBank:
             index = self._kind.cpu_index()
             index_file = f"index-{gen}.faiss" if index is not None else None
             if index is not None:
-                _atomic(directory / index_file, lambda tmp: faiss.write_index(index, str(tmp)))
+                with atomic_path(directory / index_file) as tmp:  # faiss writes by file name
+                    faiss.write_index(index, str(tmp))
             ids = list(self._label_of)
             table = pa.table(
                 {
@@ -324,7 +326,8 @@ class MemoryBank:
                 }
             )
             ids_file = f"ids-{gen}.parquet"
-            _atomic(directory / ids_file, lambda tmp: pq.write_table(table, str(tmp)))
+            with atomic_path(directory / ids_file) as tmp:
+                pq.write_table(table, str(tmp))
             meta = {
                 "format_version": FORMAT_VERSION,
                 "dim": self.dim,
@@ -338,8 +341,7 @@ class MemoryBank:
                 "ids_file": ids_file,
                 "faiss_version": faiss.__version__,
             }
-            text = json.dumps(meta, indent=2) + "\n"
-            _atomic(directory / BANK_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            atomic_write_text(directory / BANK_FILE, json.dumps(meta, indent=2) + "\n")
         for old in list(directory.glob("index-*.faiss")) + list(directory.glob("ids-*.parquet")):
             if gen not in old.name:
                 old.unlink(missing_ok=True)
@@ -442,15 +444,3 @@ def _check_unique(ids: Sequence[str], what: str) -> None:
         seen: set[str] = set()
         dup = next(v for v in ids if v in seen or seen.add(v))
         raise MemoryBankError(f"{what}: id {dup!r} appears more than once; each id names one vector")
-
-
-def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp)`` and rename tmp over ``path`` (faiss and pyarrow write by filename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

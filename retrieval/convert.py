@@ -72,8 +72,8 @@ def l2_normalized(x: np.ndarray, what: str = "vectors") -> np.ndarray:
 def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
-    try:  # torch is optional for this package: import it only when a tensor arrives
-        import torch
+    try:
+        import torch  # lazy: torch is optional for this package; needed only when a tensor arrives
     except ImportError:  # pragma: no cover - torch is a dependency of the distribution
         torch = None
     if torch is not None and isinstance(x, torch.Tensor):

@@ -1,65 +1,9 @@
-"""Cataract-21 (Primus et al., 2018): one ``frame,label`` CSV per video.
+"""Deprecated: moved to :mod:`ophclip.datasets.cataract21`; this alias keeps old imports working."""
 
-``<annotation dir>/<video_id>.csv`` lists a phase name per frame (0-based frame
-numbers). The ten phases use Cataract-101's names; ``not_initialized`` marks frames
-before the surgery starts and is the idle class. Pass ``class_names`` for a release
-with other spellings; any label outside them is an error naming the file and line.
-"""
-
-from __future__ import annotations
-
-import logging
-from collections.abc import Sequence
-from pathlib import Path
-
-import pandas as pd
-
-from .base import (
-    FrameLabels,
-    annotation_files,
-    check_annotation_length,
-    frame_count_of,
-    lookup_labels,
-    per_frame_labels,
-    read_frame_column,
-    read_table,
-    video_files,
+from ophclip.datasets.cataract21 import (
+    PHASE_NAMES,
+    load_cataract21,
+    read_frame_label_csv,
 )
 
-logger = logging.getLogger(__name__)
-
-PHASE_NAMES = [
-    "not_initialized", "Incision", "Viscous Agent Injection", "Rhexis", "Hydrodissection",
-    "Phacoemulsificiation", "Irrigation and Aspiration", "Capsule Polishing", "Lens Implant Setting-Up",
-    "Viscous Agent Removal", "Tonifying and Antibiotics",
-]  # fmt: skip
-
-
-def read_frame_label_csv(path: str | Path, class_names: Sequence[str], frame_base: int = 0):
-    """``frame,label`` -> (0-based frames, class indices)."""
-    df = read_table(path, ["frame", "label"], what="Cataract-21 annotation CSV")
-    frames = read_frame_column(df, path, "frame", frame_base)
-    labels = lookup_labels(list(df["label"]), {n: i for i, n in enumerate(class_names)}, path, "label")
-    return frames, labels
-
-
-def load_cataract21(
-    annotation_dir: str | Path,
-    video_dir: str | Path | None = None,
-    fps: float = 25.0,
-    class_names: Sequence[str] = PHASE_NAMES,
-    frame_base: int = 0,
-    frame_tolerance: int = 1,
-    name: str = "cataract21",
-) -> FrameLabels:
-    videos = video_files(video_dir)
-    rows, labels = [], {}
-    for path in annotation_files(annotation_dir, what="Cataract-21 annotation"):
-        vid = path.stem
-        frames, lab = read_frame_label_csv(path, class_names, frame_base)
-        n_video, video_fps, source = frame_count_of(vid, videos)
-        n = check_annotation_length(frames, n_video, path, vid, source, frame_tolerance)
-        labels[vid] = per_frame_labels(frames, lab, n, path, "frame", vid)
-        rows.append({"video_id": vid, "n_frames": n, "fps": video_fps or fps, "split": "", "source": source,
-                     "annotation": str(path)})
-    return FrameLabels(name, "phase", list(class_names), pd.DataFrame(rows), labels)
+__all__ = ["PHASE_NAMES", "load_cataract21", "read_frame_label_csv"]

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from .taxonomy import SURGERY_TYPES
 
 
 @dataclass
@@ -72,8 +73,6 @@ class SynthConfig:
 
 def validate(cfg: SynthConfig) -> None:
     """Raise :class:`InputError` naming the field when a value cannot work."""
-    from .taxonomy import SURGERY_TYPES
-
     def bad(key: str, why: str) -> InputError:
         return InputError(f"synth config: {key} {why}")
 

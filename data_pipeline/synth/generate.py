@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from .._io import atomic_write_json, atomic_write_parquet
+from ophbase.io import atomic_write_json, atomic_write_parquet
+
 from ..errors import StageError
 from . import writer
 from .config import SynthConfig
@@ -94,8 +96,6 @@ def worker_context() -> multiprocessing.context.BaseContext:
 def _progress(it, total: int, enabled: bool):
     if not enabled:
         return it
-    from tqdm import tqdm
-
     return tqdm(it, total=total, desc="synth videos", unit="video")
 
 

@@ -17,11 +17,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
-from .._io import atomic_write_json, sha256_file
+from ophbase.io import atomic_write_json, sha256_file
+
 from ..errors import InputError
 from ..frame_cache import cache_video, write_index
 from ..manifests import NARRATED, empty_table, write_manifest
+from .generate import worker_context
 from .taxonomy import SURGERY_TYPES
 
 logger = logging.getLogger(__name__)
@@ -171,8 +174,6 @@ def _cache_frames(synth_dir: Path, root: Path, videos: pd.DataFrame, fps: float,
     frames_dir = root / "frames"
     jobs = [(r.path, str(frames_dir / f"{r.video_id}.npy"), fps, short_side) for r in videos.itertuples(index=False)]
     if workers > 1 and len(jobs) > 1:
-        from .generate import worker_context
-
         with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
             shapes = list(_maybe_progress(pool.map(_cache_one, *zip(*jobs, strict=False)), len(jobs), progress))
     else:
@@ -184,8 +185,6 @@ def _cache_frames(synth_dir: Path, root: Path, videos: pd.DataFrame, fps: float,
 def _maybe_progress(it, total: int, enabled: bool):
     if not enabled:
         return it
-    from tqdm import tqdm
-
     return tqdm(it, total=total, desc="frame cache", unit="video")
 
 

@@ -2,7 +2,8 @@
 
 Both read only the files of the dataset layout (mp4s decoded with PyAV, the
 Cataract-101 annotation files, script.parquet), so they also check that those files
-say what the generator meant.
+say what the generator meant. Figures are built with matplotlib's object API (``Figure``),
+not pyplot, so drawing them never switches the process's backend and works headless.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import logging
 from pathlib import Path
 
 import av
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from .._io import atomic_write_bytes
+from ophbase.io import atomic_write_bytes
+
 from ..errors import InputError
 from .taxonomy import SURGERY_TYPES
 
@@ -68,11 +72,6 @@ def _save(fig, out_png: str | Path) -> Path:
 
 def contact_sheet(synth_dir: str | Path, out_png: str | Path, per_phase: int = 5) -> Path:
     """One row per phase (every phase in the dataset), one column per video: the middle frame of the phase."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     synth_dir = Path(synth_dir)
     segs = read_phase_segments(synth_dir)
     meta = pd.read_csv(synth_dir / "metadata.csv", dtype={"video_id": "string"}, keep_default_na=False)
@@ -90,10 +89,10 @@ def contact_sheet(synth_dir: str | Path, out_png: str | Path, per_phase: int = 5
     rows = len(picks)
     h, w = next(iter(next(iter(frames.values())).values())).shape[:2]
     cell = 1.5  # inches per image column; rows follow the frames' aspect, plus room for the caption
-    fig, axes = plt.subplots(rows, per_phase, figsize=(per_phase * cell + 2.4, rows * (cell * h / w + 0.25) + 0.3),
-                             dpi=72, squeeze=False, gridspec_kw=dict(left=2.4 / (per_phase * cell + 2.4), right=0.99,
-                                                                     top=1 - 0.3 / (rows * (cell * h / w + 0.25) + 0.3),
-                                                                     bottom=0.01, wspace=0.05, hspace=0.3))
+    fig_w, fig_h = per_phase * cell + 2.4, rows * (cell * h / w + 0.25) + 0.3  # inches
+    fig = Figure(figsize=(fig_w, fig_h), dpi=72)
+    axes = fig.subplots(rows, per_phase, squeeze=False, gridspec_kw=dict(
+        left=2.4 / fig_w, right=0.99, top=1 - 0.3 / fig_h, bottom=0.01, wspace=0.05, hspace=0.3))
     for r, (pid, items) in enumerate(picks.items()):
         for c in range(per_phase):
             ax = axes[r][c]
@@ -108,18 +107,11 @@ def contact_sheet(synth_dir: str | Path, out_png: str | Path, per_phase: int = 5
         axes[r][0].set_ylabel(f"{pid}. {names[pid]}", rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle("Synthetic ophthalmic surgery: middle frame of each phase, one video per column", fontsize=9,
                  y=0.999, va="top")
-    path = _save(fig, out_png)
-    plt.close(fig)
-    return path
+    return _save(fig, out_png)
 
 
 def phase_timeline(synth_dir: str | Path, out_png: str | Path, per_surgery: int = 2) -> Path:
     """Phase bars of a few narrated videos per surgery type, with narration (black) and chatter (grey) marks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     synth_dir = Path(synth_dir)
     segs = read_phase_segments(synth_dir)
     meta = pd.read_csv(synth_dir / "metadata.csv", dtype={"video_id": "string"}, keep_default_na=False)
@@ -130,8 +122,9 @@ def phase_timeline(synth_dir: str | Path, out_png: str | Path, per_surgery: int 
         m = pd.concat([m[m["kind"] == "narrated"], m[m["kind"] != "narrated"]])
         chosen += m.head(per_surgery).to_dict("records")
     names = _phase_names()
-    cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(11, 0.75 * len(chosen) + 1.6), dpi=90)
+    cmap = matplotlib.colormaps["tab20"]
+    fig = Figure(figsize=(11, 0.75 * len(chosen) + 1.6), dpi=90)
+    ax = fig.subplots()
     seen: dict[int, object] = {}
     for row, m in enumerate(chosen):
         fps = float(m["fps"])
@@ -153,6 +146,4 @@ def phase_timeline(synth_dir: str | Path, out_png: str | Path, per_surgery: int 
     legend = sorted(seen)
     ax.legend([seen[p] for p in legend], [f"{p}. {names[p]}" for p in legend], fontsize=6, ncol=3,
               loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
-    path = _save(fig, out_png)
-    plt.close(fig)
-    return path
+    return _save(fig, out_png)

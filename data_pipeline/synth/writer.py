@@ -1,7 +1,7 @@
 """Output writers: mp4 (PyAV), SRT, and the annotation files in the real benchmarks' formats.
 
 Kept apart from the logic (whisper's ``utils.get_writer`` pattern). Every file is
-written to a temporary name and moved into place with ``os.replace``.
+written atomically (:mod:`ophbase.io`: a temporary name, then ``os.replace``).
 
 Frame numbers are 0-based indices of the mp4's decoded frames (frame k is shown at
 k / fps seconds), in Cataract-101's ``FrameNo`` and in CATARACTS' ``Frame`` column.
@@ -9,14 +9,14 @@ k / fps seconds), in Cataract-101's ``FrameNo`` and in CATARACTS' ``Frame`` colu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import av
 import numpy as np
 
-from .._io import atomic_write_text
+from ophbase.io import atomic_path, atomic_write_text
+
 from .taxonomy import ALL_TOOLS
 
 AUDIO_FRAME = 1024  # samples per AAC frame
@@ -31,11 +31,8 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int, width: i
     SIMD code reads uninitialised padding: the same frames then encode differently from
     run to run. Constant QP does not use it.)
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with av.open(str(tmp), "w", format="mp4") as out:
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as out:
         for key, value in metadata.items():
             out.metadata[key] = value
         vs = out.add_stream("libx264", rate=fps)
@@ -65,7 +62,6 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int, width: i
             n += 1
         for packet in vs.encode():
             out.mux(packet)
-    os.replace(tmp, path)
     return n
 
 

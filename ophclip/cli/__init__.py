@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ophclip.allocator import keep_freed_memory
+from ophclip.errors import OphclipError
 
 app = typer.Typer(
     name="ophclip",
@@ -23,7 +24,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+# soft_wrap: an error names a file; a path broken over two lines cannot be copied back into a shell.
+console = Console(stderr=True, soft_wrap=True)
 
 # Each module defines ``register(app)``; order is the order of `ophclip --help`.
 COMMAND_MODULES = (
@@ -66,27 +68,12 @@ def _register_all() -> None:
         importlib.import_module(module_name).register(app)
 
 
-def _handled_errors() -> tuple[type[BaseException], ...]:
-    from data_pipeline.errors import PipelineError
-
-    from ..errors import OphclipError
-
-    errors: list[type[BaseException]] = [OphclipError, PipelineError]
-    try:
-        from retrieval.errors import MemoryBankError
-
-        errors.append(MemoryBankError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def main() -> None:
     keep_freed_memory()  # every command trains or encodes on the CPU: see ophclip/allocator.py
     _register_all()
     try:
         app()
-    except _handled_errors() as e:
+    except OphclipError as e:  # the one root of every package's errors (ophbase.errors)
         if _state["debug"]:
             raise
         console.print(f"[bold red]error:[/bold red] {e}", highlight=False)

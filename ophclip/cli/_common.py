@@ -13,6 +13,10 @@ T = TypeVar("T")
 
 CONFIG_ARG = typer.Argument(..., help="YAML config file (see configs/).", exists=False)
 OVERRIDES_ARG = typer.Argument(None, help="Dotted overrides, e.g. train.lr=3e-4 data.root=out/")
+RESUME_OPTION = typer.Option(
+    None, "--resume", help="'latest' (the run's latest checkpoint, if any), 'best', or a checkpoint path."
+)
+PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
 
 def load_with_overrides(cls: type[T], config: Path | None, overrides: list[str] | None) -> T:

@@ -15,8 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from ..bank import bank_gallery, build_bank, query_bank
+# ophclip.bank is imported inside each command (lazy): it needs faiss, an optional extra, and the
+# model stack (open_clip, transformers), and `ophclip --help` must start fast and without them.
 
 
 def register(app: typer.Typer) -> None:
@@ -34,8 +37,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(16, "--batch-size", help="Videos per encoding batch."),
     ) -> None:
         """Encode the silent videos of DATASET_ROOT with CHECKPOINT and save the bank."""
-        from rich.console import Console
-        from rich.table import Table
+        from ..bank import build_bank  # lazy: see the note at the top
 
         info = build_bank(checkpoint, dataset_root, out, index=index, n_frames=frames, batch_size=batch_size)
         table = Table(title=f"memory bank -> {out}")
@@ -57,8 +59,7 @@ def register(app: typer.Typer) -> None:
         root: Path = typer.Option(None, "--root", help="Dataset root for --video ids (default: the bank's)."),
     ) -> None:
         """Print the top-K silent videos for a text or a video, with cosine scores."""
-        from rich.console import Console
-        from rich.table import Table
+        from ..bank import query_bank  # lazy: see the note at the top
 
         hits = query_bank(bank_dir, text=text, video=video, k=k, checkpoint=checkpoint, dataset_root=root)
         table = Table(
@@ -91,7 +92,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Top-K silent neighbours of the narrated videos: a PNG gallery and the label-agreement fraction."""
-        from rich.console import Console
+        from ..bank import bank_gallery  # lazy: see the note at the top
 
         report = bank_gallery(
             bank_dir,

@@ -2,6 +2,7 @@
 
     ophclip distill configs/distill_tiny.yaml data.root=out/dataset teacher.name=runs/pretrain/final
     ophclip distill configs/distill_vit_tiny.yaml data.root=out/dataset train.steps=5000
+    ophclip distill configs/distill_tiny.yaml data.root=out/dataset --resume latest   # after a kill
 
 The student folder (``<train.output_dir>/student``) loads like any model
 (``ophclip.create_model_and_transforms(folder)``) and streams with ``ophclip stream``.
@@ -17,22 +18,23 @@ import typer
 logger = logging.getLogger(__name__)
 
 
-def run_distill_config(cfg, progress: bool = True):
+def run_distill_config(cfg, progress: bool = True, resume: str | None = None):
     """Everything `ophclip distill` does after parsing (also used by ``ophclip demo``)."""
-    from ..distill import distill
+    from ..train.objectives.distill import distill
 
     if cfg.data.prompts:
-        from benchmarks.adapters.loader import resolve_prompt_file
+        from ..datasets.loader import resolve_prompt_file  # lazy: CLI start-up time (pandas)
 
         cfg.data.prompts = str(resolve_prompt_file(cfg.data.prompts))
-    return distill(cfg, progress=progress)
+    return distill(cfg, progress=progress, resume=resume)
 
 
 def register(app: typer.Typer) -> None:
-    from ._common import CONFIG_ARG, OVERRIDES_ARG
+    from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION
 
     @app.command()
-    def distill(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
+    def distill(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG, resume: str = RESUME_OPTION,
+                progress: bool = PROGRESS_OPTION) -> None:
         """Distil a teacher into a small student vision tower that keeps the teacher's text side (zero-shot prompts)."""
         from rich.console import Console
         from rich.table import Table
@@ -41,7 +43,7 @@ def register(app: typer.Typer) -> None:
         from ._common import load_with_overrides
 
         cfg = load_with_overrides(DistillConfig, config, overrides)
-        result = run_distill_config(cfg)
+        result = run_distill_config(cfg, progress=progress, resume=resume)
         params = result.counts["parameters"]
         table = Table(title=f"distilled {cfg.student.name} from {cfg.teacher.pretrained or cfg.teacher.name}")
         table.add_column("measure")

@@ -8,7 +8,12 @@ import shutil
 import subprocess
 
 import typer
+from rich.console import Console
 from rich.table import Table
+
+from data_pipeline.offline_models import smollm2_gguf_file, whisper_tiny_en_dir
+
+from ..errors import OphclipError
 
 
 def _version(dist: str) -> str:
@@ -32,7 +37,10 @@ def _tool_version(tool: str) -> str:
 
 def collect() -> list[tuple[str, str]]:
     """Rows of (item, finding); used by the CLI and by tests."""
+    # lazy: CLI start-up time (torch, and ophclip.pretrained which imports it)
     import torch
+
+    from ..pretrained import minilm_dir
 
     rows: list[tuple[str, str]] = [
         ("python", f"{platform.python_version()} on {platform.platform()}"),
@@ -45,7 +53,7 @@ def collect() -> list[tuple[str, str]]:
         ("transformers", _version("transformers")),
     ]
     try:
-        import faiss
+        import faiss  # lazy: faiss is an optional extra; whether it imports is one of the findings
 
         gpu = hasattr(faiss, "StandardGpuResources")
         ngpu = faiss.get_num_gpus() if gpu else 0
@@ -57,13 +65,6 @@ def collect() -> list[tuple[str, str]]:
     rows.append(("ray", _version("ray")))
     rows.append(("ffmpeg", _tool_version("ffmpeg")))
     rows.append(("espeak-ng", _tool_version("espeak-ng")))
-
-    from data_pipeline.errors import PipelineError
-    from data_pipeline.offline_models import smollm2_gguf_file, whisper_tiny_en_dir
-
-    from ..errors import OphclipError
-    from ..pretrained import minilm_dir
-
     for label, locate in (
         ("model: faster-whisper tiny.en", whisper_tiny_en_dir),
         ("model: MiniLM (all-MiniLM-L6-v2)", minilm_dir),
@@ -71,7 +72,7 @@ def collect() -> list[tuple[str, str]]:
     ):
         try:
             rows.append((label, str(locate())))
-        except (OphclipError, PipelineError) as e:
+        except OphclipError as e:  # the root of every package's errors, the pipeline's StageError too
             rows.append((label, f"NOT FOUND: {e}"))
     return rows
 
@@ -85,6 +86,4 @@ def register(app: typer.Typer) -> None:
         table.add_column("finding")
         for item, finding in collect():
             table.add_row(item, finding)
-        from rich.console import Console
-
         Console().print(table)

@@ -9,6 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from data_pipeline.config import PipelineConfig
+from data_pipeline.errors import InputError
+
+from ..config import save_config
 from ._common import CONFIG_ARG, OVERRIDES_ARG, load_with_overrides
 
 
@@ -31,10 +35,8 @@ def register(app: typer.Typer) -> None:
     @group.command("run")
     def run(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG) -> None:
         """Run (or resume) the pipeline; rerunning skips finished work."""
-        from data_pipeline.config import PipelineConfig
+        # lazy: CLI start-up time (the run pulls in torch, pandas, PyAV and faster-whisper)
         from data_pipeline.run import run_pipeline
-
-        from ..config import save_config
 
         cfg = load_with_overrides(PipelineConfig, config, overrides)
         if cfg.output:
@@ -45,8 +47,7 @@ def register(app: typer.Typer) -> None:
     @group.command("status")
     def status(root: Path = typer.Argument(..., help="Dataset root written by `pipeline run`.")) -> None:
         """Show what a (possibly unfinished) run has done."""
-        from data_pipeline.errors import InputError
-        from data_pipeline.run import STATE_DIR
+        from data_pipeline.run import STATE_DIR  # lazy: CLI start-up time, as in `run`
 
         if not root.is_dir():
             raise InputError(f"{root}: no such folder")

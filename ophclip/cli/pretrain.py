@@ -37,14 +37,14 @@ def summary_table(summary: dict):
 
 
 def register(app: typer.Typer) -> None:
-    from ._common import CONFIG_ARG, OVERRIDES_ARG, load_with_overrides
+    from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION, load_with_overrides
 
     @app.command()
     def pretrain(
         config: Path = CONFIG_ARG,
         overrides: list[str] = OVERRIDES_ARG,
-        resume: str = typer.Option(None, "--resume", help="'latest' (the run's latest checkpoint, if any), 'best', or a checkpoint path."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        resume: str = RESUME_OPTION,
+        progress: bool = PROGRESS_OPTION,
     ) -> None:
         """Pretrain a dual encoder on a dataset root (clip level + video level, one optimizer)."""
         from rich.console import Console

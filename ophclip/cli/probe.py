@@ -13,15 +13,15 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markdown import Markdown
 
-from ..evaluate import ProbeConfig
+from ._common import OVERRIDES_ARG, load_with_overrides
 
 logger = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
-    from ._common import OVERRIDES_ARG
-
     @app.command()
     def probe(
         config: Path = typer.Argument(None, help="YAML config (configs/eval_probe_*.yaml); optional."),
@@ -31,11 +31,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="Output folder."),
     ) -> None:
         """Linear probe (logistic regression) on frozen features with 1%/10%/100% of training videos."""
-        from rich.console import Console
-        from rich.markdown import Markdown
-
-        from ..probe import probe_markdown
-        from ._common import load_with_overrides
+        # lazy: CLI start-up time (the probe pulls in torch, scikit-learn and pandas)
+        from ..eval.config import ProbeConfig
+        from ..eval.report import probe_markdown
+        from ..eval.run import run_probe
 
         cfg = load_with_overrides(ProbeConfig, config, overrides)
         if model is not None:
@@ -44,7 +43,5 @@ def register(app: typer.Typer) -> None:
             cfg.model.pretrained = pretrained
         if out is not None:
             cfg.out = str(out)
-        from benchmarks.run import run_probe
-
         result = run_probe(cfg)
         Console().print(Markdown(probe_markdown(result)))

@@ -37,21 +37,20 @@ def summary_table(summary: dict):
 
 
 def register(app: typer.Typer) -> None:
-    from ._common import CONFIG_ARG, OVERRIDES_ARG, load_with_overrides
+    from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION, load_with_overrides
 
     @app.command()
     def ssl(
         config: Path = CONFIG_ARG,
         overrides: list[str] = OVERRIDES_ARG,
-        resume: str = typer.Option(
-            None, "--resume", help="'latest' (the run's latest checkpoint, if any) or a checkpoint path."
-        ),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        resume: str = RESUME_OPTION,
+        progress: bool = PROGRESS_OPTION,
     ) -> None:
         """Self-supervised (DINO/SVT or InfoNCE) pretraining of a vision tower on a dataset root's frame cache."""
         from rich.console import Console
 
-        from ..ssl import SSLConfig, run_ssl
+        from ..ssl import SSLConfig
+        from ..train.objectives.ssl import run_ssl
 
         cfg = load_with_overrides(SSLConfig, config, overrides)
         Console().print(summary_table(run_ssl(cfg, resume=resume, progress=progress)))

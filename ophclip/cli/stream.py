@@ -1,6 +1,6 @@
 """`ophclip stream`: causal, per-frame phase recognition of a video file or camera.
 
-    ophclip stream runs/distill/student case12.mp4 --prompts benchmarks/prompts/synthetic.yaml
+    ophclip stream runs/distill/student case12.mp4 --prompts synthetic
     ophclip stream runs/distill/student camera:0 --classifier phases.safetensors --window 16
     ophclip stream runs/distill/student case12.mp4 --prompts p.yaml --export-onnx student.onnx --onnx student.onnx
 
@@ -53,14 +53,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from data_pipeline._io import atomic_write_json, atomic_write_parquet
+        from ophbase.io import atomic_write_json, atomic_write_parquet
 
         from ..config import to_dict
         from ..errors import ConfigError
         from ..stream import PhaseStreamer, StreamConfig, export_vision_onnx, onnx_parity
 
         if prompts is not None:
-            from benchmarks.adapters.loader import resolve_prompt_file
+            from ..datasets.loader import resolve_prompt_file  # lazy: CLI start-up time (pandas)
 
             prompts = resolve_prompt_file(prompts)
         if (prompts is None) == (classifier is None):

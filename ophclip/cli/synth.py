@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from data_pipeline.synth.config import SynthConfig
+
 from ..config import save_config
 from ._common import CONFIG_ARG, OVERRIDES_ARG, load_with_overrides
 
@@ -30,15 +32,15 @@ def register(app: typer.Typer) -> None:
 
         Example: ophclip synth configs/synth_tiny.yaml --out out/synth_tiny n_silent=4 nuisance.blur_prob=0
         """
-        from data_pipeline.synth import SynthConfig, build_root_from_ground_truth, generate_dataset
+        # lazy: CLI start-up time (the generator and the previews pull in pandas, PyAV and matplotlib)
+        from data_pipeline.synth import build_root_from_ground_truth, generate_dataset
+        from data_pipeline.synth.preview import contact_sheet, phase_timeline
 
         cfg = load_with_overrides(SynthConfig, config, overrides)
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         summary = generate_dataset(cfg, out)
         if preview:
-            from data_pipeline.synth.preview import contact_sheet, phase_timeline
-
             contact_sheet(out, out / "contact_sheet.png")
             phase_timeline(out, out / "phase_timeline.png")
         if root is not None:

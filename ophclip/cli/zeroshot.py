@@ -13,6 +13,10 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._common import OVERRIDES_ARG, load_with_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +44,11 @@ def apply_cli_options(cfg, **options) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from ._common import OVERRIDES_ARG
-
     @app.command()
     def zeroshot(
         config: Path = typer.Argument(None, help="YAML config (configs/eval_*.yaml); optional."),
         overrides: list[str] = OVERRIDES_ARG,
-        prompts: Path = typer.Option(None, "--prompts", help="Prompt YAML (see benchmarks/prompts/)."),
+        prompts: Path = typer.Option(None, "--prompts", help="Prompt YAML, or a shipped one by name (ophclip/prompts/)."),
         model: str = typer.Option(None, "--model", help="Model name (ophclip.list_models()) or save_pretrained folder."),
         pretrained: str = typer.Option(None, "--pretrained", help="Weights: saved folder or open_clip tag."),
         out: Path = typer.Option(None, "--out", help="Output folder."),
@@ -57,17 +59,13 @@ def register(app: typer.Typer) -> None:
         max_videos: int = typer.Option(None, "--max-videos", help="Evaluate the first N videos only."),
     ) -> None:
         """Zero-shot phase, instrument and surgery-type recognition; writes metrics, a report and plots."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from ..evaluate import ZeroShotConfig
-        from ._common import load_with_overrides
+        # lazy: CLI start-up time (the evaluation pulls in torch, scikit-learn, pandas and matplotlib)
+        from ..eval.config import ZeroShotConfig
+        from ..eval.run import run_zeroshot_config
 
         cfg = load_with_overrides(ZeroShotConfig, config, overrides)
         apply_cli_options(cfg, prompts=prompts, model=model, pretrained=pretrained, out=out, benchmark=benchmark,
                           root=root, split=split, fps=fps, max_videos=max_videos)
-        from benchmarks.run import run_zeroshot_config
-
         result = run_zeroshot_config(cfg)
         out_dir = Path(cfg.out)
         table = Table(title=f"zero-shot: {result['benchmark']} ({result['n_videos']} videos)")

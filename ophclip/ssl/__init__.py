@@ -1,37 +1,44 @@
-"""Self-supervised video pretraining of a vision tower (OVFM's SVT/DINO recipe) on the frame cache.
+"""Self-supervised video pretraining of a vision tower (OVFM's SVT/DINO recipe): the pieces.
 
-from ophclip.ssl import SSLConfig, SSLTrainer, load_vision_init
-summary = SSLTrainer(cfg).fit()                 # writes <output_dir>/vision/
-load_vision_init(model, "runs/ssl/vision")      # warm-start an OphCLIP model's vision tower
+Views, head, loss, monitor and export live here; the run itself is the training engine
+with the SSL objective (:mod:`ophclip.train.objectives.ssl`)::
+
+    from ophclip.train.objectives.ssl import SSLTrainer
+    summary = SSLTrainer(cfg).fit()                 # writes <output_dir>/vision/
+    load_vision_init(model, "runs/ssl/vision")      # warm-start an OphCLIP model's vision tower
 """
 
 import importlib
+import warnings
 from typing import Any
 
-# Names load on first use (PEP 562): ophclip.train.config reads the data-only sections of
-# .config, and an eager import of .trainer here would import ophclip.train mid-way through.
+# Names load on first use (PEP 562), so that ``ophclip.train.config`` can read the
+# data-only ``ssl.config`` without importing the views, head and open_clip.
 _WHERE = {
     "AuxiliarySSLLoss": "auxiliary",
     "SilentPoolSSL": "auxiliary",
     "ClipEncoder": "head",
     "DINOHead": "head",
     "MultiCropVideoViews": "views",
-    "SSLCollapseError": "trainer",
+    "SSLCollapseError": "monitor",
     "SSLConfig": "config",
     "SSLLoss": "loss",
-    "SSLTrainer": "trainer",
     "collate_views": "views",
     "load_vision_init": "export",
-    "run_ssl": "trainer",
     "save_vision": "export",
     "ssl_recipe": "export",
     "ssl_video_ids": "views",
     "teacher_temperature": "loss",
     "validate": "config",
 }
+# Deprecated: the run moved to the training engine; these names forward there.
+_MOVED = {"SSLTrainer", "run_ssl"}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(f"ophclip.ssl.{name} moved to ophclip.train.objectives.ssl.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("ophclip.train.objectives.ssl"), name)
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

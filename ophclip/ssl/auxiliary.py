@@ -19,11 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from data_pipeline.frame_cache import FrameCache
+
+from ..data import LevelBatchSampler
 from ..errors import ConfigError
+from ..schedule import cosine_between
 from .config import HeadSection, SSLLossSection
-from .head import ClipEncoder, DINOHead
+from .head import ClipEncoder, DINOHead, ema_update
 from .loss import SSLLoss, teacher_temperature
-from .trainer import cosine_between, ema_update
+from .views import MultiCropVideoViews, collate_views, ssl_video_ids, view_transforms
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +94,6 @@ class SilentPoolSSL:
 
     def __init__(self, cfg: Any, root: str, tower: nn.Module, model_config: Any, total_steps: int,
                  *, seed: int, exclude_splits: list[str], rank: int = 0, world_size: int = 1):
-        from data_pipeline.frame_cache import FrameCache
-
-        from ..train.data import LevelBatchSampler
-        from .views import MultiCropVideoViews, ssl_video_ids, view_transforms
-
         if cfg.batch_size % world_size:
             raise ConfigError(f"ssl_aux.batch_size = {cfg.batch_size} must divide by the world size {world_size}")
         g_tf, l_tf = view_transforms(model_config.preprocess_cfg, cfg.views)
@@ -113,8 +112,6 @@ class SilentPoolSSL:
         return self
 
     def loss(self, tower: nn.Module, step: int) -> torch.Tensor:
-        from .views import collate_views
-
         keys = self.sampler.global_batch_keys(step)
         local = len(keys) // self.world_size
         views = collate_views([self.views[k] for k in keys[self.rank * local : (self.rank + 1) * local]])

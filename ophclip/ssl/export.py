@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from data_pipeline._io import atomic_write_text
+from ophbase.io import atomic_path, atomic_write_text
 
 from ..errors import ModelError
 
@@ -35,14 +35,10 @@ def save_vision(
     folder: str | Path, tower: nn.Module, model_config: Any, training_info: dict[str, Any] | None = None
 ) -> Path:
     """Write the tower's weights and its architecture (an :class:`ophclip.model.OphCLIPConfig`) atomically."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in tower.state_dict().items()}
-    tmp = folder / f".{VISION_WEIGHTS}.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt", "model_name": str(model_config.model_name)})
-    os.replace(tmp, folder / VISION_WEIGHTS)
+    with atomic_path(folder / VISION_WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "model_name": str(model_config.model_name)})
     record = {
         "model_name": model_config.model_name,
         "embed_dim": model_config.embed_dim,
@@ -70,8 +66,6 @@ def ssl_recipe(folder: str | Path) -> tuple[str, str]:
 
 def read_vision_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Vision-tower state dict from an SSL ``vision/`` folder, an OphCLIP save_pretrained folder, or a .safetensors file."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if path.is_dir():
         if (path / VISION_WEIGHTS).is_file():

@@ -10,11 +10,16 @@ written out here so the EMA teacher averages plain tensors.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from open_clip.model import _build_vision_tower
 from torch import nn
 
+from ..errors import ConfigError
+from ..factory import add_model_config, get_model_config, list_models
 from .config import HeadSection
 
 logger = logging.getLogger(__name__)
@@ -82,3 +87,26 @@ class ClipEncoder(nn.Module):
         feats = self.features(clips)
         logits, z = self.head(feats)
         return feats, logits, z
+
+
+def build_vision_tower(name: str, config_file: str | None = None) -> tuple[nn.Module, Any]:
+    """The vision tower of registry model ``name`` (random init) and the model's config."""
+    if config_file:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"model.config_file = {config_file!r} does not exist; give a JSON model config")
+        add_model_config(config_file)
+    if name not in list_models():
+        raise ConfigError(
+            f"model.name = {name!r} is not a known model; known models: {', '.join(list_models())}"
+        )
+    config = get_model_config(name)
+    return _build_vision_tower(config.embed_dim, config.vision_cfg, config.quick_gelu), config
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """``t <- m t + (1 - m) s`` for every parameter; buffers are copied."""
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+        t.copy_(s)

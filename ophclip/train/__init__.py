@@ -1,4 +1,8 @@
-"""Pretraining: the only part of ophclip that knows about loops, optimizers and checkpoints.
+"""Training: the only part of ophclip that knows about loops, optimizers and checkpoints.
+
+One engine (:mod:`.engine`) runs every objective (:mod:`.objectives`): OphCLIP's
+hierarchical contrastive pretraining, SSL self-distillation of a vision tower, and
+teacher -> student distillation.
 
     from ophclip.config import load_config
     from ophclip.train import PretrainConfig, Trainer
@@ -10,17 +14,24 @@ Multi-process: ``torchrun --nproc_per_node=N -m ophclip.train CONFIG [overrides]
 (or ``torchrun ... $(which ophclip) pretrain CONFIG``).
 """
 
+from ..memory import NoRetrieval, RetrievalHook
 from .config import PretrainConfig, validate
-from .hooks import NoRetrieval, RetrievalHook
-from .trainer import Components, Trainer, TrainingDivergedError, pretrain
+from .engine import Engine, EngineSettings, Objective, TrainingDivergedError
+from .objectives.contrastive import Components, ContrastiveObjective, build_components
+from .trainer import Trainer, pretrain
 
 __all__ = [
     "Components",
+    "ContrastiveObjective",
+    "Engine",
+    "EngineSettings",
     "NoRetrieval",
+    "Objective",
     "PretrainConfig",
     "RetrievalHook",
     "Trainer",
     "TrainingDivergedError",
+    "build_components",
     "pretrain",
     "validate",
 ]

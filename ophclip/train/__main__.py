@@ -9,8 +9,6 @@ import argparse
 import logging
 import sys
 
-from data_pipeline.errors import PipelineError
-
 from ..config import load_config
 from ..errors import OphclipError
 from .config import PretrainConfig
@@ -28,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(PretrainConfig, args.config, args.overrides)
         pretrain(cfg, resume=args.resume, progress=not args.no_progress)
-    except (OphclipError, PipelineError) as e:
+    except OphclipError as e:
         logging.getLogger("ophclip.train").error("%s", e)
         return 2
     return 0

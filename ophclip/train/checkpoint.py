@@ -1,9 +1,9 @@
 """Atomic training checkpoints: ``<output_dir>/checkpoints/{latest,best}.pt``.
 
 A checkpoint holds everything a resumed run needs to continue bit-for-bit: model,
-optimizer, LR scheduler and grad-scaler states, the step, each level's data position
+optimizer and grad-scaler states, the step, each level's data position
 (batches consumed, i.e. epoch and position in the epoch) and every rank's RNG states.
-Files are written to ``name.tmp`` then moved with ``os.replace``, so a kill at any moment
+Files are written to a temporary sibling then moved with ``os.replace``, so a kill at any moment
 leaves the previous checkpoint intact. They contain only tensors and plain Python
 values, and are read with ``torch.load(weights_only=True)``.
 """
@@ -11,14 +11,14 @@ values, and are read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ophbase.io import atomic_copy, atomic_path
 
 from ..errors import ModelError
 
@@ -68,25 +68,15 @@ def _as_tuple(obj: Any) -> Any:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically (``path.tmp``, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT_VERSION, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write ``state`` atomically (a temporary sibling, fsync, ``os.replace``)."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT_VERSION, **state}, tmp)
+    return Path(path)
 
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy a finished checkpoint (e.g. latest -> best) atomically."""
-    dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return atomic_copy(src, dst)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

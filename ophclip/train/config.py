@@ -15,15 +15,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import LogSection
+from ..data import LEVELS, DataSection
 from ..errors import ConfigError, ModelError
 from ..loss import LossCfg
+from ..memory import MemoryCfg
 from ..ssl.config import HeadSection, SSLLossSection, ViewsSection
-from ..transforms import AugmentationCfg
-from .memory import MemoryCfg
 
 logger = logging.getLogger(__name__)
-
-LEVELS = ("clip", "video")
 
 
 @dataclass
@@ -51,28 +49,6 @@ class ModelSection:
     # size; ImageNet features degrade below ~128 px and the step time grows with the pixel count.
     image_size: int | None = None
 
-
-@dataclass
-class DataSection:
-    root: str = ""  # dataset root written by the pipeline (videos/clips/video_texts parquet + frames/)
-    clip_frames: int = 4
-    # A window of this many seconds (uniform in [min, max]) is drawn inside each clip.
-    clip_window_s: tuple[float, float] = (3.0, 5.0)
-    video_frames: int = 16
-    clip_text: Literal["text", "narration"] = "text"
-    video_text: Literal["summary_text", "title"] = "summary_text"
-    # Video level: how many of a video's narration sentences are averaged into its
-    # "mean narration" target (a random subset per sample when there are more).
-    max_narrations_per_video: int = 8
-    # Clip level: batches are made of runs of this many clips of one video (1: uniform
-    # shuffle), so other steps of the same surgery are among each narration's negatives.
-    clips_per_video: int = 1
-    augment: bool = True  # false: train on preprocess_eval (no augmentation at all)
-    augmentation: AugmentationCfg = field(default_factory=AugmentationCfg)
-    num_workers: int = 0
-    # Videos whose videos.parquet `split` (when the column exists) is listed here are held
-    # out of training at both levels, e.g. the synthetic dataset's evaluation videos.
-    exclude_splits: list[str] = field(default_factory=lambda: ["eval"])
 
 
 @dataclass

@@ -8,13 +8,14 @@ TensorBoard purges its events after ``s``, so both logs read as one uninterrupte
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-from data_pipeline._io import atomic_write_text
+from ophbase.io import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class RunLogger:
             else:
                 _truncate_after(self.jsonl_path, resume_step)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: optional, and slow to import
 
             self.writer = SummaryWriter(str(Path(output_dir) / TENSORBOARD), purge_step=resume_step)
 
@@ -99,11 +100,7 @@ def loss_curve(log_path: str | Path, png_path: str | Path, title: str = "pretrai
 
     Uses matplotlib's object API (no pyplot), so it works headless and leaves the backend alone.
     """
-    import io
-
-    from matplotlib.figure import Figure
-
-    from data_pipeline._io import atomic_write_bytes
+    from matplotlib.figure import Figure  # lazy: matplotlib costs ~0.5 s, and only the plot needs it
 
     records = read_log(log_path)
     levels = sorted({k for r in records for k in r if k.startswith("loss/") and k.count("/") == 1})

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.adapters import (
+from ophclip.datasets import (
     ArraySource,
     FrameFolderSource,
     check_video_frame_counts,
@@ -23,9 +23,9 @@ from benchmarks.adapters import (
     load_synthetic,
     sample_frame_indices,
 )
-from benchmarks.adapters.cataracts import STEP_NAMES, TOOL_NAMES
-from benchmarks.adapters.generic import ImageListSource, load_image_list
-from benchmarks.adapters.ophnet import load_ophnet_phases, load_ophnet_surgery
+from ophclip.datasets.cataracts import STEP_NAMES, TOOL_NAMES
+from ophclip.datasets.generic import ImageListSource, load_image_list
+from ophclip.datasets.ophnet import load_ophnet_phases, load_ophnet_surgery
 from ophclip.errors import DataError
 
 
@@ -225,7 +225,7 @@ def test_video_file_source_decodes_the_annotated_frames(fixtures_dir, tmp_path):
     write_video(videos / "case_101.mp4", 100)
     labels = load_cataract101(fixtures_dir / "cataract101", video_dir=videos)
     assert labels.video("101")["source"].endswith("case_101.mp4")
-    from benchmarks.adapters import VideoFileSource
+    from ophclip.datasets import VideoFileSource
 
     source = VideoFileSource({"101": videos / "case_101.mp4"})
     for fps in (5.0, 3.0):  # 3 fps: native steps alternate 8 and 9 frames
@@ -391,7 +391,7 @@ def test_empty_videos_are_named(fixtures_dir, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "train01.mp4").write_bytes(b"")  # an encoder that never received a frame leaves this
-    with pytest.raises(DataError, match=r"train01\.mp4: video file is empty"):
+    with pytest.raises(DataError, match=r"train01\.mp4: empty file \(0 bytes\)"):
         load_cataracts_steps(fixtures_dir / "cataracts" / "steps", video_dir=videos)
     with pytest.raises(DataError, match=r"video 'v' is empty"):
         list(ArraySource({"v": np.zeros((0, 4, 4, 3), np.uint8)}).iter_frames("v", np.arange(2), 1.0, 2))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.adapters import cataract1k, cataract21, cataract101, cataracts, generic, ophnet
+from ophclip.datasets import cataract1k, cataract21, cataract101, cataracts, generic, ophnet
 from ophclip.errors import DataError
 
 # (parser, header the parser expects, separator): fuzzed bodies start from a valid header

@@ -227,11 +227,11 @@ def test_query_by_video_file(setup, tmp_path):
 
 def test_query_errors_are_one_clean_line(setup, tmp_path):
     tmp, root = setup
-    from ophclip.cli import _handled_errors
+    from ophclip.errors import OphclipError  # the one root the CLI prints as a line
 
     result = runner.invoke(app, ["bank", "query", str(tmp_path), "--text", "x"])
-    assert isinstance(result.exception, _handled_errors()) and "no bank.json" in str(result.exception)
+    assert isinstance(result.exception, OphclipError) and "no bank.json" in str(result.exception)
     result = runner.invoke(app, ["bank", "query", str(tmp_path)])
-    assert isinstance(result.exception, _handled_errors()) and "exactly one of --text or --video" in str(
+    assert isinstance(result.exception, OphclipError) and "exactly one of --text or --video" in str(
         result.exception
     )

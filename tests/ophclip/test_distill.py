@@ -20,10 +20,10 @@ from ophclip.distill import (
     DistillLossCfg,
     build_student,
     cosine_distance,
-    distill,
     similarity_kl,
 )
 from ophclip.errors import ConfigError, ModelError
+from ophclip.train.objectives.distill import distill
 
 REPO = Path(__file__).resolve().parents[2]
 TEACHER = {
@@ -146,7 +146,7 @@ def test_shipped_configs_load():
 def test_distillation_loss_falls_and_the_student_streams(synth_tiny_root, synth_tiny_dir, tmp_path):
     """The `ophclip demo` stages on the tiny set: distil, then stream a held-out video with the teacher's prompts."""
     from ophclip.demo import DemoContext
-    from ophclip.distill import demo_distill_stage
+    from ophclip.demo import demo_distill_stage
     from ophclip.stream import demo_stream_stage
 
     ctx = DemoContext(tmp_path / "demo")
@@ -184,7 +184,7 @@ def test_distillation_loss_falls_and_the_student_streams(synth_tiny_root, synth_
 
 def test_the_demo_distils_a_teacher_pretrained_by_an_earlier_demo_invocation(tmp_path):
     from ophclip.demo import DemoContext
-    from ophclip.distill import demo_teacher
+    from ophclip.demo import demo_teacher
 
     ctx = DemoContext(tmp_path)
     assert demo_teacher(ctx) is None  # nothing pretrained: the random-init default

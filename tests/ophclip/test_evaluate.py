@@ -11,10 +11,12 @@ import pytest
 from _eval_doubles import OracleModel, OracleTokenizer, oracle_preprocess
 from PIL import Image
 
-from benchmarks.adapters import ArraySource, FrameLabels
-from ophclip.evaluate import EvalOptions, embed_videos, run_zero_shot
+from ophclip.datasets import ArraySource, FrameLabels
+from ophclip.eval.config import EvalOptions
+from ophclip.eval.embed import embed_videos
+from ophclip.eval.run import run_zero_shot
+from ophclip.eval.zero_shot import build_zero_shot_classifier
 from ophclip.prompts import parse_prompts, select_prompts
-from ophclip.zero_shot import build_zero_shot_classifier
 
 CLASSES = ["idle", "incision", "phaco"]
 TOOLS = ["knife", "handpiece"]
@@ -172,7 +174,7 @@ def test_bad_options_name_the_key(tmp_path, field, value, key):
 
 
 def test_shipped_prompt_files_resolve_by_name(tmp_path):
-    from benchmarks.adapters.loader import resolve_prompt_file
+    from ophclip.datasets import resolve_prompt_file
 
     assert resolve_prompt_file("synthetic").name == "synthetic.yaml" and resolve_prompt_file("synthetic").is_file()
     mine = tmp_path / "synthetic.yaml"

@@ -219,7 +219,7 @@ def test_save_pretrained_round_trip_is_self_contained(tiny, tokenizer, tmp_path,
     def unavailable():
         raise AssertionError("loading a saved model must not need the embedded MiniLM")
 
-    monkeypatch.setattr("ophclip.pretrained.minilm_dir", unavailable)
+    monkeypatch.setattr("ophclip.model.minilm_dir", unavailable)  # the name resolve_hf_source calls
     loaded = OphCLIP.from_pretrained(tmp_path).eval()
     assert loaded.config.to_dict()["vision_cfg"] == model.config.to_dict()["vision_cfg"]
     assert loaded.text_tower_is_frozen and loaded.config.model_name == TINY

@@ -9,7 +9,9 @@ from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import StandardScaler
 
 from ophclip.errors import DataError
-from ophclip.probe import FeatureSet, ProbeOptions, linear_probe, pick_videos, probe_markdown
+from ophclip.eval.config import ProbeOptions
+from ophclip.eval.probe import FeatureSet, linear_probe, pick_videos
+from ophclip.eval.report import probe_markdown
 
 
 def clustered_features(n_videos: int, frames: int, n_classes: int, seed: int, prefix: str) -> FeatureSet:
@@ -73,9 +75,9 @@ def test_probe_command_on_the_synthetic_set(synth_tiny_dir, tmp_path):
 
     import pandas as pd
 
-    from benchmarks.run import run_probe
     from ophclip.config import load_config
-    from ophclip.evaluate import ProbeConfig
+    from ophclip.eval.config import ProbeConfig
+    from ophclip.eval.run import run_probe
 
     cfg = load_config(ProbeConfig, "configs/eval_probe_synthetic.yaml",
                       [f"benchmark.root={synth_tiny_dir}", f"out={tmp_path}", "eval.fps=0.5", "probe.seeds=[0, 1]"])
@@ -90,7 +92,7 @@ def test_probe_command_on_the_synthetic_set(synth_tiny_dir, tmp_path):
 
 
 def test_knn_votes_match_a_brute_force_neighbour_count():
-    from ophclip.probe import FeatureSet, knn_predict
+    from ophclip.eval.probe import FeatureSet, knn_predict
 
     rng = np.random.default_rng(0)
     train = FeatureSet(rng.normal(size=(60, 5)), rng.integers(0, 3, 60) * 2 + 1, np.array([f"v{i % 6}" for i in range(60)]))

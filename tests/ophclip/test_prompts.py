@@ -10,7 +10,7 @@ from ophclip.errors import ConfigError
 from ophclip.prompts import load_prompt_file, select_prompts
 
 REPO = Path(__file__).resolve().parents[2]
-PROMPTS = REPO / "benchmarks" / "prompts"
+PROMPTS = REPO / "ophclip" / "prompts"
 FIXTURES = REPO / "benchmarks" / "fixtures"
 
 
@@ -18,8 +18,8 @@ def _classes_from_sources() -> dict[str, dict[str, list[str]]]:
     """Class lists from the datasets' own sources (phases.csv, the synth taxonomy), not from the prompt files."""
     import pandas as pd
 
-    from benchmarks.adapters import cataract1k, cataract21, cataracts
     from data_pipeline.synth.taxonomy import ALL_TOOLS, SURGERY_TYPES
+    from ophclip.datasets import cataract1k, cataract21, cataracts
 
     c101 = ["Idle"] + list(pd.read_csv(FIXTURES / "cataract101" / "phases.csv", sep=";").Meaning)
     c101_full = ["Idle", "Incision", "Viscous agent injection", "Rhexis", "Hydrodissection", "Phacoemulsificiation",
@@ -49,7 +49,7 @@ def test_shipped_prompt_files_fit_their_benchmarks(name):
 
 
 def test_ophnet_prompts_fit_the_default_names_of_the_real_files():
-    from benchmarks.adapters.ophnet import load_ophnet_phases, load_ophnet_surgery
+    from ophclip.datasets.ophnet import load_ophnet_phases, load_ophnet_surgery
 
     real = REPO.parent / "shared" / "real" / "ophnet"
     if not (real / "OphNet2024_loca_challenge.csv").is_file():

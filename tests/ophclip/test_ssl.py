@@ -25,9 +25,10 @@ from data_pipeline.frame_cache import write_index  # noqa: E402
 from data_pipeline.manifests import write_manifest  # noqa: E402
 from ophclip.config import load_config  # noqa: E402
 from ophclip.errors import ModelError  # noqa: E402
-from ophclip.ssl import SSLCollapseError, SSLConfig, SSLLoss, SSLTrainer, load_vision_init  # noqa: E402
+from ophclip.ssl import SSLCollapseError, SSLConfig, SSLLoss, load_vision_init  # noqa: E402
 from ophclip.ssl.config import SSLLossSection  # noqa: E402
-from ophclip.ssl.trainer import knn_accuracy  # noqa: E402
+from ophclip.ssl.monitor import knn_accuracy  # noqa: E402
+from ophclip.train.objectives.ssl import SSLTrainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO_NAME = "OphCLIP-ssl-test-micro"
@@ -397,7 +398,7 @@ def test_constant_input_collapse_is_reported(tmp_path, micro_config, caplog):
     with pytest.raises(SSLCollapseError, match=r"collapse at step 2.*monitor.min_feature_std_ratio"):
         SSLTrainer(cfg).fit()
     cfg = make_cfg(root, micro_config, tmp_path / "warn", "monitor.on_collapse=warn", "monitor.patience=2")
-    with caplog.at_level(logging.WARNING, logger="ophclip.ssl.trainer"):
+    with caplog.at_level(logging.WARNING, logger="ophclip.train.objectives.ssl"):
         summary = SSLTrainer(cfg).fit()
     assert summary["collapse_warned"]
     # The other DINO failure, a uniform teacher (centring beats sharpening), is named as such.
@@ -410,8 +411,8 @@ def test_constant_input_collapse_is_reported(tmp_path, micro_config, caplog):
         "monitor/teacher_entropy_ratio": 0.999,
     }
     with pytest.raises(SSLCollapseError, match=r"entropy is 0.9990 of its maximum.*max_entropy_ratio"):
-        trainer._check_collapse(dict(uniform))
-    trainer._check_collapse({**uniform, "monitor/teacher_entropy_ratio": 0.9})  # healthy: no error
+        trainer.objective.check_collapse(dict(uniform), step=1)
+    trainer.objective.check_collapse({**uniform, "monitor/teacher_entropy_ratio": 0.9}, step=2)  # healthy: no error
     assert sum("representation collapse" in r.getMessage() for r in caplog.records) == 1  # said once, clearly
 
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 from _eval_doubles import OracleModel, OracleTokenizer
 
-from ophclip.prompts import PromptSet
-from ophclip.zero_shot import (
+from ophclip.eval.zero_shot import (
     build_negative_classifier,
     build_zero_shot_classifier,
     logit_scale_of,
@@ -16,6 +15,7 @@ from ophclip.zero_shot import (
     smooth_probabilities,
     tool_scores,
 )
+from ophclip.prompts import PromptSet
 
 PROMPTS = PromptSet("phase", {"cut": ["a knife cut", "an incision"], "phaco": ["ultrasound"]},
                     templates=["a photo of {}.", "we see {}"])

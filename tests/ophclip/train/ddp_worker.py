@@ -18,7 +18,7 @@ import torch
 
 from ophclip.config import load_config
 from ophclip.train import PretrainConfig, Trainer
-from ophclip.train.distributed import init_distributed, shutdown
+from ophclip.distributed import init_distributed, shutdown
 
 
 def gradients(trainer: Trainer) -> dict:

@@ -11,8 +11,8 @@ from conftest import PHASES, SURGERIES
 
 from data_pipeline.manifests import read_manifest, write_manifest
 from ophclip.errors import DataError
-from ophclip.train.config import DataSection
-from ophclip.train.data import LevelBatchSampler, collate, load_levels, silent_videos
+from ophclip.data import DataSection
+from ophclip.data import LevelBatchSampler, collate, load_levels, silent_videos
 
 
 def _take(sampler, n):

@@ -1,4 +1,4 @@
-"""The hierarchical level schedule and the cosine-with-warmup learning rate."""
+"""The hierarchical level schedule and the cosine schedules of the engine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ophclip.train.schedule import LevelSchedule, cosine_with_warmup, make_lr_scheduler
+from ophclip.schedule import LevelSchedule, cosine_between, cosine_with_warmup
 
 
 @pytest.mark.parametrize("every", [1, 2, 4])
@@ -38,22 +38,17 @@ def test_cosine_after_warmup_matches_torch_cosine_annealing():
         reference.step()
 
 
-def test_warmup_is_linear_and_the_lambda_scheduler_follows_it():
+def test_warmup_is_linear_then_cosine_to_zero():
     total, warmup = 20, 4
     assert [cosine_with_warmup(s, total, warmup) for s in range(warmup)] == [0.25, 0.5, 0.75, 1.0]
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=2.0)
-    sched = make_lr_scheduler(opt, total, warmup, 0.0)
-    seen = []
-    for _ in range(total):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert seen[:warmup] == [0.5, 1.0, 1.5, 2.0]
-    assert seen[-1] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * (total - 1 - warmup) / (total - warmup))))
-    # The scheduler's state is just its step count, so a reloaded scheduler continues the curve.
-    state = sched.state_dict()
-    opt2 = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
-    sched2 = make_lr_scheduler(opt2, total, warmup, 0.0)
-    sched2.load_state_dict(state)
-    assert sched2.get_last_lr() == sched.get_last_lr()
+    last = cosine_with_warmup(total - 1, total, warmup)
+    assert last == pytest.approx(0.5 * (1 + math.cos(math.pi * (total - 1 - warmup) / (total - warmup))))
+    assert cosine_with_warmup(total + 5, total, warmup) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cosine_between_runs_from_start_to_end_and_stays():
+    # DINO's momentum and weight-decay schedules: start at step 0, the end value at the last step and after.
+    assert cosine_between(0.996, 1.0, 0, 100) == pytest.approx(0.996)
+    assert cosine_between(0.996, 1.0, 50, 100) == pytest.approx(0.998)
+    assert cosine_between(0.04, 0.4, 100, 100) == pytest.approx(0.4)
+    assert cosine_between(0.04, 0.4, 150, 100) == pytest.approx(0.4)

@@ -162,7 +162,7 @@ class _FixedNeighbours:
     """Retrieval-hook test double: the two silent videos are every video's neighbours."""
 
     def __init__(self, root):
-        from ophclip.train.data import silent_videos
+        from ophclip.data import silent_videos
 
         self.pool = silent_videos(root, n_frames=2)
         self.model = None
@@ -235,7 +235,7 @@ def test_the_frame_text_term_trains_single_frames_and_accumulates_exactly(datase
 def test_clips_per_video_groups_the_clip_batches_by_video(dataset_root, tiny_model_config, tmp_path):
     def same_video_neighbours(trainer):
         videos = trainer.levels.clip.video_ids
-        order = trainer._sampler("clip").order(0)
+        order = trainer.objective._sampler("clip").order(0)
         return sum(videos[a] == videos[b] for a, b in zip(order[:-1], order[1:], strict=True))
 
     grouped = Trainer(_cfg(dataset_root, tiny_model_config, tmp_path / "g", **{"data.clips_per_video": 4}))

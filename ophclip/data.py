@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,13 +31,40 @@ from torch.utils.data import Dataset
 from data_pipeline.frame_cache import FrameCache
 from data_pipeline.manifests import NARRATED, SILENT, manifest_path, read_manifest
 
-from ..errors import DataError
-from .config import LEVELS, DataSection
+from .errors import DataError
+from .transforms import AugmentationCfg
 
 logger = logging.getLogger(__name__)
 
 Transform = Callable[[np.ndarray], torch.Tensor]
 SampleKey = tuple[int, int]  # (dataset index, sample seed)
+
+LEVELS = ("clip", "video")
+
+
+@dataclass
+class DataSection:
+    """The ``data:`` section of a pretrain config: what a training sample is made of."""
+
+    root: str = ""  # dataset root written by the pipeline (videos/clips/video_texts parquet + frames/)
+    clip_frames: int = 4
+    # A window of this many seconds (uniform in [min, max]) is drawn inside each clip.
+    clip_window_s: tuple[float, float] = (3.0, 5.0)
+    video_frames: int = 16
+    clip_text: Literal["text", "narration"] = "text"
+    video_text: Literal["summary_text", "title"] = "summary_text"
+    # Video level: how many of a video's narration sentences are averaged into its
+    # "mean narration" target (a random subset per sample when there are more).
+    max_narrations_per_video: int = 8
+    # Clip level: batches are made of runs of this many clips of one video (1: uniform
+    # shuffle), so other steps of the same surgery are among each narration's negatives.
+    clips_per_video: int = 1
+    augment: bool = True  # false: train on preprocess_eval (no augmentation at all)
+    augmentation: AugmentationCfg = field(default_factory=AugmentationCfg)
+    num_workers: int = 0
+    # Videos whose videos.parquet `split` (when the column exists) is listed here are held
+    # out of training at both levels, e.g. the synthetic dataset's evaluation videos.
+    exclude_splits: list[str] = field(default_factory=lambda: ["eval"])
 
 
 def sample_seed(seed: int, level: str, epoch: int, position: int) -> int:

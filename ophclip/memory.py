@@ -23,7 +23,7 @@ What it does, and when (``MemoryCfg`` holds every choice):
   are all-gathered, so every rank builds the same bank and no search crosses ranks.
 
 The trainer calls ``maybe_refresh(step, model)`` and ``neighbours(video_ids, video_emb)``
-(see :mod:`ophclip.train.hooks`). For ``soft_positive`` the neighbours should carry
+(the :class:`RetrievalHook` protocol below). For ``soft_positive`` the neighbours should carry
 gradient from their own pixels; after ``neighbours`` the trainer calls
 
     emb = hook.neighbour_embeddings_with_grad(lambda frames: encoder(frames=frames)["video"])
@@ -41,19 +41,50 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.distributed as torch_dist
 from torch import nn
+from tqdm.auto import tqdm
 
+from ophbase.device import module_device
 from retrieval import INDEX_KINDS, BankHolder, MemoryBank
 
-from ..errors import ConfigError, DataError
+from .data import silent_videos
 from .distributed import DistInfo
+from .errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class RetrievalHook(Protocol):
+    """Where a memory bank plugs into the video level. The trainer calls, on every video-level step,
+
+        hook.maybe_refresh(step, model)          # re-encode / rebuild the bank when due
+        hook.neighbours(video_ids, video_emb)    # -> (emb (B, K, D), scores (B, K)) or None
+
+    ``video_emb`` is the batch's (detached, normalised) video embeddings on this rank. The
+    result is handed to the loss as constants; ``None`` means "no neighbours this step" and
+    the retrieval term is skipped. With ``soft_positive``, a hook that also has
+    ``neighbour_embeddings_with_grad(encode)`` is called right after ``neighbours``.
+    """
+
+    def maybe_refresh(self, step: int, model: torch.nn.Module) -> None: ...
+
+    def neighbours(self, video_ids: list[str], video_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None: ...
+
+
+class NoRetrieval:
+    """The default: no memory bank."""
+
+    def maybe_refresh(self, step: int, model: torch.nn.Module) -> None:
+        return None
+
+    def neighbours(self, video_ids: list[str], video_emb: torch.Tensor) -> None:
+        return None
 
 
 @dataclass
@@ -90,7 +121,7 @@ class MemoryCfg:
 
 
 class VideoPool(Protocol):
-    """What the bank reads the silent videos from: ``ophclip.train.data.VideoDataset`` fits.
+    """What the bank reads the silent videos from: ``ophclip.data.VideoDataset`` fits.
 
     ``pool[i]`` is ``{"frames": (T, 3, S, S) float tensor, "video_id": str, ...}``.
     """
@@ -104,8 +135,6 @@ class VideoPool(Protocol):
 
 def silent_pool(root: str | Path, n_frames: int, transform: Callable | None) -> VideoPool:
     """The silent videos of a dataset root, ``n_frames`` evenly spaced frames each, without augmentation."""
-    from .data import silent_videos
-
     pool = silent_videos(root, n_frames=n_frames, transform=transform)
     if len(pool) == 0:
         raise DataError(
@@ -113,13 +142,6 @@ def silent_pool(root: str | Path, n_frames: int, transform: Callable | None) -> 
             "the memory bank needs a silent pool, or turn retrieval off (loss.retrieval_weight=0)"
         )
     return pool
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -134,14 +156,12 @@ def encode_pool(
 
     The model is put in eval mode for the pass (no dropout, fixed norms) and restored after.
     """
-    device = _model_device(model)
+    device = module_device(model)
     was_training = model.training
     model.eval()
     out: list[torch.Tensor] = []
     starts = range(0, len(indices), batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
         starts = tqdm(starts, desc="encode silent pool", unit="batch", total=len(starts))
     try:
         for lo in starts:

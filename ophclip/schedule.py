@@ -1,4 +1,4 @@
-"""What happens at each optimizer step: which level trains, and at what learning rate.
+"""Schedules as pure functions of the global step: which level trains, learning rate, momentum.
 
 Both are pure functions of the global step, so a resumed run needs nothing but the step
 number to continue on the same schedule.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +56,7 @@ def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int, min_ratio
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class CosineWithWarmup:
-    """A multiplier for ``torch.optim.lr_scheduler.LambdaLR`` (picklable, unlike a lambda)."""
-
-    def __init__(self, total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
-        self.total_steps, self.warmup_steps, self.min_ratio = total_steps, warmup_steps, min_ratio
-
-    def __call__(self, step: int) -> float:
-        return cosine_with_warmup(step, self.total_steps, self.warmup_steps, self.min_ratio)
-
-
-def make_lr_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float = 0.0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total_steps, warmup_steps, min_ratio))
+def cosine_between(start: float, end: float, step: int, total: int) -> float:
+    """Half-cosine from ``start`` (step 0) to ``end`` (step ``total``), constant after."""
+    progress = min(1.0, step / max(1, total))
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ophbase.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +35,6 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device = {device!r} but CUDA is not available; use train.device=cpu")
-        if device == "cuda":
-            device = f"cuda:{local_rank}"
-    elif device != "cpu":
-        raise ConfigError(f"train.device = {device!r}; expected auto, cpu or cuda")
-    return torch.device(device)
-
-
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
@@ -55,11 +42,11 @@ def launched_by_torchrun() -> bool:
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes (if any) and pick this rank's device."""
     if not launched_by_torchrun():
-        return DistInfo(device=resolve_device(device))
+        return DistInfo(device=resolve_device(device, key="train.device"))
     rank = int(os.environ["RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank, key="train.device")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():

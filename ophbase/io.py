@@ -1,0 +1,100 @@
+"""Atomic file writes: write a temporary sibling (``name.tmp``), fsync, then ``os.replace``.
+
+A kill at any moment leaves either the old file or the new one, never half of one
+(open_clip's checkpoint pattern). :func:`atomic_path` is the one mechanism; the
+``atomic_write_*`` helpers are it applied to the common formats. Writers of other
+formats (torch, safetensors, numpy, matplotlib) use :func:`atomic_path` directly::
+
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (``name.tmp``); on success move it onto ``path``.
+
+    ``suffix`` is appended to the temporary name for writers that infer the format from
+    the extension (``np.save``, ``savefig``). The temporary may be a file or a folder; a
+    folder replaces an existing folder of the same name. On error it is removed and the
+    old ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{suffix}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if tmp.is_file():
+            _fsync(tmp)
+        if tmp.is_dir() and path.is_dir():
+            # os.replace cannot overwrite a non-empty folder: move the old one aside first.
+            old = path.with_name(f".{path.name}.old")
+            _remove(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_parquet(path: str | Path, df: Any) -> Path:
+    """Write a pandas DataFrame as Parquet, without its index."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (videos and weight files do not fit comfortably in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
