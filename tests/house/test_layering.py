@@ -16,7 +16,6 @@ Imports inside functions count as much as those at the top of a module, and so d
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest

@@ -145,8 +145,7 @@ def test_shipped_configs_load():
 @pytest.mark.slow  # about 50 s on a loaded 2-core machine: MiniLM teacher, 10 steps, save, stream a video
 def test_distillation_loss_falls_and_the_student_streams(synth_tiny_root, synth_tiny_dir, tmp_path):
     """The `ophclip demo` stages on the tiny set: distil, then stream a held-out video with the teacher's prompts."""
-    from ophclip.demo import DemoContext
-    from ophclip.demo import demo_distill_stage
+    from ophclip.demo import DemoContext, demo_distill_stage
     from ophclip.stream import demo_stream_stage
 
     ctx = DemoContext(tmp_path / "demo")
@@ -183,8 +182,7 @@ def test_distillation_loss_falls_and_the_student_streams(synth_tiny_root, synth_
 
 
 def test_the_demo_distils_a_teacher_pretrained_by_an_earlier_demo_invocation(tmp_path):
-    from ophclip.demo import DemoContext
-    from ophclip.demo import demo_teacher
+    from ophclip.demo import DemoContext, demo_teacher
 
     ctx = DemoContext(tmp_path)
     assert demo_teacher(ctx) is None  # nothing pretrained: the random-init default

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from ophclip.config import load_config
-from ophclip.train import PretrainConfig, Trainer
 from ophclip.distributed import init_distributed, shutdown
+from ophclip.train import PretrainConfig, Trainer
 
 
 def gradients(trainer: Trainer) -> dict:

@@ -6,8 +6,7 @@ import torch
 from conftest import tiny_overrides
 
 from ophclip.config import load_config
-from ophclip.train import PretrainConfig
-from ophclip.train import build_components
+from ophclip.train import PretrainConfig, build_components
 
 
 def test_vision_tower_is_loaded_and_text_tower_is_not(dataset_root, tiny_model_config, tmp_path):

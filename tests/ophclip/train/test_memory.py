@@ -23,9 +23,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import ophclip  # noqa: E402
 from data_pipeline.frame_cache import FrameCache, write_index  # noqa: E402
-from ophclip.loss import HierarchicalLoss, LossCfg  # noqa: E402
 from ophclip.data import VideoDataset  # noqa: E402
 from ophclip.distributed import DistInfo  # noqa: E402
+from ophclip.loss import HierarchicalLoss, LossCfg  # noqa: E402
 from ophclip.memory import MemoryCfg, SilentPoolBank, encode_pool  # noqa: E402
 
 MICRO = {
@@ -336,8 +336,7 @@ def test_trainer_runs_with_the_bank_as_its_retrieval_hook(dataset_root, tiny_mod
     from conftest import tiny_overrides
 
     from ophclip.config import load_config
-    from ophclip.train import PretrainConfig, Trainer
-    from ophclip.train import build_components
+    from ophclip.train import PretrainConfig, Trainer, build_components
 
     overrides = tiny_overrides(
         dataset_root, tiny_model_config, tmp_path / "run", **{"train.video_every": 1, "train.save_every": 100}
@@ -409,8 +408,8 @@ def test_retrieval_off_builds_no_bank(dataset_root, tiny_model_config, tmp_path)
     from conftest import tiny_overrides
 
     from ophclip.config import load_config
-    from ophclip.train import PretrainConfig, Trainer
     from ophclip.memory import NoRetrieval
+    from ophclip.train import PretrainConfig, Trainer
 
     cfg = load_config(PretrainConfig, None, tiny_overrides(dataset_root, tiny_model_config, tmp_path / "run"))
     assert cfg.loss.retrieval_mode == "off"

@@ -10,9 +10,8 @@ import pytest
 from conftest import PHASES, SURGERIES
 
 from data_pipeline.manifests import read_manifest, write_manifest
+from ophclip.data import DataSection, LevelBatchSampler, collate, load_levels, silent_videos
 from ophclip.errors import DataError
-from ophclip.data import DataSection
-from ophclip.data import LevelBatchSampler, collate, load_levels, silent_videos
 
 
 def _take(sampler, n):
