@@ -33,10 +33,10 @@ logger = logging.getLogger("benchmarks.ablation")
 
 # Retrieval: the bank is rebuilt every 40 steps after a 40-step warm-up (about 10 video steps
 # of the 150-step demo budget see neighbours). K = 4 of the 30 silent videos.
-MEMORY = ["memory.k=4", "memory.warmup_steps=40", "memory.refresh_every=40", "memory.max_score=0.98"]
+MEMORY = ["retrieval.k=4", "retrieval.warmup_steps=40", "retrieval.refresh_every=40", "retrieval.max_score=0.98"]
 # Every variant starts from the demo config with retrieval and the auxiliary loss off, then
 # turns on its own parts (the demo config itself may have them on).
-OFF = ["loss.retrieval_mode=off", "ssl_aux.weight=0.0"]
+OFF = ["retrieval.mode=off", "ssl_aux.weight=0.0"]
 # The first rows use the first demo's tower (a 4-layer ViT) and uniformly shuffled clip batches.
 # Scratch towers: random init, nothing locked, the first demo's learning rate (the demo config now
 # holds the ImageNet recipe's).
@@ -47,17 +47,17 @@ SCRATCH = [*RANDOM_INIT_MODEL, "train.lr=1e-3", *OFF]
 BASE = ["model.name=OphCLIP-tiny-MiniLM", "data.clips_per_video=1", *SCRATCH]
 CNN = ["model.name=OphCLIP-tiny-RN-MiniLM", "data.clips_per_video=1", *SCRATCH]
 GROUPED = ["data.clips_per_video=8"]  # about one whole video per run of clips (242 clips / 30 videos)
-FIRST_DEMO = [*CNN, *GROUPED, "loss.retrieval_mode=soft_positive", *MEMORY]  # the first wave's demo (scratch CNN)
+FIRST_DEMO = [*CNN, *GROUPED, "retrieval.mode=soft_positive", *MEMORY]  # the first wave's demo (scratch CNN)
 # The ImageNet EfficientNet-Lite0, its first 14 of 17 layer groups locked with frozen BatchNorm statistics.
 IMAGENET = ["model.name=OphCLIP-EffNetLite0-MiniLM", "model.pretrained=imagenet", "model.lock_image=true",
             "model.lock_image_unlocked_groups=3", "model.freeze_bn_stats=true", "model.image_size=160",
             "train.lr=5e-4", *OFF, *GROUPED]
-DEMO = [*IMAGENET, "loss.retrieval_mode=soft_positive", *MEMORY]  # configs/pretrain_demo.yaml, spelled out
+DEMO = [*IMAGENET, "retrieval.mode=soft_positive", *MEMORY]  # configs/pretrain_demo.yaml, spelled out
 VARIANTS: dict[str, list[str]] = {
     "clip only (CLIP-style)": [*BASE, "train.video_every=0"],
     "clip + video (hierarchical)": [*BASE],
-    "hierarchical + retrieval soft_positive": [*BASE, "loss.retrieval_mode=soft_positive", *MEMORY],
-    "hierarchical + retrieval feature_aug": [*BASE, "loss.retrieval_mode=feature_aug", *MEMORY],
+    "hierarchical + retrieval soft_positive": [*BASE, "retrieval.mode=soft_positive", *MEMORY],
+    "hierarchical + retrieval feature_aug": [*BASE, "retrieval.mode=feature_aug", *MEMORY],
     "hierarchical + auxiliary SSL on silent clips": [*BASE, "ssl_aux.weight=0.5"],
     "hierarchical + video-grouped clip batches": [*BASE, *GROUPED],
     "hierarchical, CNN tower": [*CNN],

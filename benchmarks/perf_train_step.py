@@ -13,7 +13,7 @@ rep so load from other processes falls on all of them alike (median of ``--reps`
   trainer's cache);
 * **ophclip video (retrieval off) / +feature_aug / +soft_positive**: ``Trainer.train_step()`` at the
   video level (video <-> title summary, video <-> mean narration) without and with the silent-pool
-  memory bank that the trainer builds itself (``loss.retrieval_mode``, ``memory.*`` from the flags).
+  memory bank that the trainer builds itself (``retrieval.*`` from the flags).
   The bank is built (a full refresh) before timing; its cost is reported, amortised over
   ``memory.refresh_every`` steps;
 * **plain clip / plain video**: open_clip's recipe on the SAME batch with the same towers (a copy of
@@ -221,9 +221,9 @@ def make_trainer(model: str, root: Path, out_dir: Path, sizes: dict, mode: str, 
         f"train.video_batch_size={sizes['video_batch']}", f"data.video_frames={sizes['video_frames']}",
         "train.steps=1000000", "train.save_every=1000000", "train.device=cpu", "train.precision=fp32",
         f"data.num_workers={args.num_workers}", "log.tensorboard=false", "log.jsonl=false",
-        f"loss.retrieval_mode='{mode}'",  # quoted: YAML reads a bare off as false
-        f"memory.k={args.k}", f"memory.refresh={args.refresh}", f"memory.refresh_every={args.refresh_every}",
-        f"memory.index={args.index}", "memory.warmup_steps=0", *extra,
+        f"retrieval.mode='{mode}'",  # quoted: YAML reads a bare off as false
+        f"retrieval.k={args.k}", f"retrieval.refresh={args.refresh}", f"retrieval.refresh_every={args.refresh_every}",
+        f"retrieval.index={args.index}", "retrieval.warmup_steps=0", *extra,
     ]
     cfg = load_config(PretrainConfig, Path(__file__).resolve().parents[1] / "configs" / "pretrain_demo.yaml", overrides)
     return Trainer(cfg)
@@ -511,10 +511,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--video-batch", dest="video_batch", type=int, default=None)
     p.add_argument("--video-frames", dest="video_frames", type=int, default=None)
     p.add_argument("--retrieval-modes", default=None, help="feature_aug,soft_positive (default: per model)")
-    p.add_argument("--k", type=int, default=4, help="memory.k")
-    p.add_argument("--refresh", default="full", choices=["full", "incremental"], help="memory.refresh")
-    p.add_argument("--refresh-every", type=int, default=100, help="memory.refresh_every")
-    p.add_argument("--index", default="flat", help="memory.index")
+    p.add_argument("--k", type=int, default=4, help="retrieval.k")
+    p.add_argument("--refresh", default="full", choices=["full", "incremental"], help="retrieval.refresh")
+    p.add_argument("--refresh-every", type=int, default=100, help="retrieval.refresh_every")
+    p.add_argument("--index", default="flat", help="retrieval.index")
     p.add_argument("--num-workers", type=int, default=0, help="data.num_workers of the trainer's loader")
     p.add_argument("--peak-n", type=int, default=2048, help="matmul size of the peak measurement")
     p.add_argument("--profile-steps", type=int, default=1, help="steps profiled (0: no profile)")

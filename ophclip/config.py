@@ -3,7 +3,9 @@
     cfg = load_config(PretrainConfig, "configs/pretrain_tiny.yaml", ["train.lr=3e-4"])
 
 Every config class is a plain ``@dataclass`` whose fields have defaults, so a YAML
-file only states what differs. Loading is strict: an unknown key, a wrong type or a
+file only states what differs. A class may list keys that moved in ``RENAMED_KEYS``
+(``{"old.dotted.key": "new.dotted.key"}``, relative to the class): an old key still
+loads, with a warning that names the new one. Loading is strict: an unknown key, a wrong type or a
 missing file raises :class:`ConfigError` naming the key and the file. Configs hold
 data only (numbers, strings, lists), never live objects, so they round-trip to YAML
 and can be saved beside every run's output.
@@ -15,6 +17,7 @@ import dataclasses
 import re
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -113,6 +116,7 @@ def from_dict(cls: type[T], data: Any, source: str = "<dict>", prefix: str = "")
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {prefix or 'top level'} should be a mapping, got {data!r}")
+    data = _move_renamed_keys(cls, data, source, prefix)
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -130,6 +134,63 @@ def from_dict(cls: type[T], data: Any, source: str = "<dict>", prefix: str = "")
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{source}: {prefix or cls.__name__}: {e}") from None
+
+
+def _move_renamed_keys(cls: type, data: dict[str, Any], source: str, prefix: str) -> dict[str, Any]:
+    """``data`` with every old key of ``cls.RENAMED_KEYS`` moved to its new place (sections are merged)."""
+    renamed: dict[str, str] = getattr(cls, "RENAMED_KEYS", {})
+    if not any(_get(data, old) is not _MISSING for old in renamed):
+        return data
+    data = _deepcopy(data)
+    where = f"{prefix}." if prefix else ""
+    for old, new in renamed.items():
+        value = _pop(data, old)
+        if value is _MISSING:
+            continue
+        current = _get(data, new)
+        if isinstance(value, dict) and isinstance(current, dict):
+            clash = sorted(k for k in value if k in current and current[k] != value[k])
+            merged = {**value, **current}
+        else:
+            clash = [] if current is _MISSING or current == value else [new]
+            merged = value
+        if clash:
+            raise ConfigError(f"{source}: {where}{old} (the old spelling of {where}{new}) and {where}{new} are both set, "
+                              f"differently ({', '.join(clash)}); keep {where}{new} only")
+        _set(data, new, merged)
+        warnings.warn(f"{source}: config key {where}{old} is deprecated; write {where}{new}", FutureWarning, stacklevel=4)
+    return data
+
+
+_MISSING = object()
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _pop(data: dict[str, Any], dotted: str) -> Any:
+    *parents, last = dotted.split(".")
+    node = _get(data, ".".join(parents)) if parents else data
+    if not isinstance(node, dict) or last not in node:
+        return _MISSING
+    value = node.pop(last)
+    if parents and not node:  # an emptied section would otherwise stay behind as {}
+        _pop(data, ".".join(parents))
+    return value
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

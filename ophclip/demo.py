@@ -301,7 +301,7 @@ def retrieval_stage(ctx: DemoContext) -> str:
     torch.manual_seed(cfg.train.seed)
     random_dir = ctx.out_dir / "random_init_model"
     ophclip.create_model(cfg.model.name).save_pretrained(random_dir)
-    k, rows, numbers = cfg.memory.k, [], {}
+    k, rows, numbers = cfg.retrieval.k, [], {}
     for label, checkpoint in (("random init", random_dir), ("demo-trained", ctx.out_dir / "pretrain" / "final")):
         tag = "trained" if label == "demo-trained" else "random_init"
         bank_dir = ctx.out_dir / f"bank_{tag}"
@@ -313,10 +313,10 @@ def retrieval_stage(ctx: DemoContext) -> str:
         numbers[tag] = {"bank": info, "label_agreement": agreement, "chance": chance}
         rows.append(f"| {label} | {info['count']} | **{agreement:.3f}** | {chance:.3f} |")
     ctx.results["retrieval"] = {"k": k, **numbers}
-    mode = cfg.loss.retrieval_mode
-    return (f"Pretraining ran with retrieval on (`loss.retrieval_mode: {mode}`, top-{k} silent neighbours per "
-            f"narrated video, bank refreshed every {cfg.memory.refresh_every} steps after a "
-            f"{cfg.memory.warmup_steps}-step warm-up). Afterwards `ophclip bank build` encodes the "
+    mode = cfg.retrieval.mode
+    return (f"Pretraining ran with retrieval on (`retrieval.mode: {mode}`, top-{k} silent neighbours per "
+            f"narrated video, bank refreshed every {cfg.retrieval.refresh_every} steps after a "
+            f"{cfg.retrieval.warmup_steps}-step warm-up). Afterwards `ophclip bank build` encodes the "
             f"{numbers['trained']['bank']['count']} silent videos of `{ctx.root_dir.name}/` and every narrated "
             f"video (training and held-out) queries it (maximum inner product, top {k}). Fraction of neighbours whose surgery type "
             f"matches the query's:\n\n| encoder | silent videos in the bank | same surgery type | chance |\n"

@@ -23,15 +23,16 @@ Terms (each returned by name, plus ``total`` = weighted sum):
   their narration embeddings (:func:`mean_text_per_video`).
 * ``retrieval`` — the memory-bank hook. The loss takes the retrieved neighbour
   embeddings ``(B, K, D)`` and their search scores ``(B, K)`` (a missing neighbour has
-  score ``-inf``, or faiss's ``-FLT_MAX``); ``w = softmax(scores / retrieval_temperature)``
-  over the K neighbours.
-  ``retrieval_mode``:
+  score ``-inf``, or faiss's ``-FLT_MAX``); ``w = softmax(scores / temperature)``
+  over the K neighbours. Its settings are the ``retrieval:`` section
+  (:class:`ophclip.memory.RetrievalCfg`), passed as ``HierarchicalLoss(..., retrieval=...)``;
+  ``mode``:
 
   - ``"soft_positive"``: for each title, its neighbours are positives with target
     weights ``w``, against the other videos of the (global) batch as negatives; the
     title's own video is left out (``video_title`` already pulls it in).
   - ``"feature_aug"``: the video embedding is mixed with the ``w``-weighted mean of its
-    neighbours, ``normalize((1 - retrieval_mix) * v + retrieval_mix * sum_k w_k n_k)``,
+    neighbours, ``normalize((1 - mix) * v + mix * sum_k w_k n_k)``,
     and contrasted with the titles (symmetric InfoNCE).
   - ``"off"``: no retrieval term.
 
@@ -61,11 +62,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelError
+from .memory import RetrievalCfg
 
 logger = logging.getLogger(__name__)
 
 REPEATED_TEXT_MODES = ("negative", "ignore", "positive")
-RETRIEVAL_MODES = ("off", "soft_positive", "feature_aug")
 
 
 @dataclass
@@ -78,10 +79,6 @@ class LossCfg:
     repeated_text: str = "ignore"
     text_target_temperature: float = 0.0  # > 0: clip-level soft targets from narration similarity (0: one-hot)
     frame_text_weight: float = 0.0  # > 0: adds the per-frame frame -> narration term at the clip level
-    retrieval_mode: str = "off"
-    retrieval_weight: float = 0.5
-    retrieval_temperature: float = 0.1
-    retrieval_mix: float = 0.5
     local_loss: bool = False
     gather_with_grad: bool = True
 
@@ -90,18 +87,10 @@ class LossCfg:
             raise ModelError(
                 f"loss.repeated_text must be one of {REPEATED_TEXT_MODES}, got {self.repeated_text!r}"
             )
-        if self.retrieval_mode not in RETRIEVAL_MODES:
-            raise ModelError(
-                f"loss.retrieval_mode must be one of {RETRIEVAL_MODES}, got {self.retrieval_mode!r}"
-            )
         if self.text_target_temperature < 0:
             raise ModelError(f"loss.text_target_temperature must be >= 0 (0 = off), got {self.text_target_temperature}")
         if self.frame_text_weight < 0:
             raise ModelError(f"loss.frame_text_weight must be >= 0 (0 = off), got {self.frame_text_weight}")
-        if self.retrieval_temperature <= 0:
-            raise ModelError(f"loss.retrieval_temperature must be > 0, got {self.retrieval_temperature}")
-        if not 0.0 <= self.retrieval_mix <= 1.0:
-            raise ModelError(f"loss.retrieval_mix must be in [0, 1], got {self.retrieval_mix}")
 
 
 def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -366,10 +355,14 @@ def mean_text_per_video(
 class HierarchicalLoss(nn.Module):
     """Clip-level and video-level OphCLIP losses with the retrieval hook; see the module docstring."""
 
-    def __init__(self, cfg: LossCfg | None = None, rank: int | None = None, world_size: int | None = None):
+    def __init__(self, cfg: LossCfg | None = None, rank: int | None = None, world_size: int | None = None,
+                 retrieval: RetrievalCfg | None = None):
         super().__init__()
         self.cfg = cfg or LossCfg()
         self.cfg.validate()
+        # The retrieval term's mode, weight, temperature and mix: the ``retrieval:`` section.
+        self.retrieval = retrieval or RetrievalCfg()
+        self.retrieval.validate()
         self.world = _Distributed(self.cfg.local_loss, self.cfg.gather_with_grad, rank, world_size)
 
     def clip_loss(
@@ -422,7 +415,8 @@ class HierarchicalLoss(nn.Module):
                 video_features, narration_features, logit_scale, self.world
             )
             total = total + cfg.video_narration_weight * out["video_narration"]
-        if cfg.retrieval_mode != "off" and neighbour_features is not None:
+        retrieval = self.retrieval
+        if retrieval.mode != "off" and neighbour_features is not None:
             if neighbour_scores is None:
                 raise ModelError("neighbour_features were given without neighbour_scores")
             batch, dim = video_features.shape
@@ -438,7 +432,7 @@ class HierarchicalLoss(nn.Module):
                 raise ModelError(
                     f"neighbour_scores must be {tuple(neighbour_features.shape[:2])}, got {tuple(neighbour_scores.shape)}"
                 )
-            if cfg.retrieval_mode == "soft_positive":
+            if retrieval.mode == "soft_positive":
                 out["retrieval"] = self._soft_positive(
                     video_features, title_features, logit_scale, neighbour_features, neighbour_scores
                 )
@@ -446,13 +440,13 @@ class HierarchicalLoss(nn.Module):
                 out["retrieval"] = self._feature_aug(
                     video_features, title_features, logit_scale, neighbour_features, neighbour_scores
                 )
-            total = total + cfg.retrieval_weight * out["retrieval"]
+            total = total + retrieval.weight * out["retrieval"]
         out["total"] = total
         return out
 
     def _soft_positive(self, videos, titles, logit_scale, neighbours, scores) -> torch.Tensor:
         n = videos.shape[0]
-        weights, _ = retrieval_weights(scores, self.cfg.retrieval_temperature)
+        weights, _ = retrieval_weights(scores, self.retrieval.temperature)
         valid = valid_neighbours(scores)
         (videos_all,) = self.world.gather(videos)
         if self.world.rows_are_local:
@@ -474,9 +468,9 @@ class HierarchicalLoss(nn.Module):
         return per_row.sum() / rows_titles.shape[0]
 
     def _feature_aug(self, videos, titles, logit_scale, neighbours, scores) -> torch.Tensor:
-        weights, has_neighbour = retrieval_weights(scores, self.cfg.retrieval_temperature)
+        weights, has_neighbour = retrieval_weights(scores, self.retrieval.temperature)
         neighbour_mean = torch.einsum("bk,bkd->bd", weights.to(neighbours.dtype), neighbours)
-        mix = self.cfg.retrieval_mix * has_neighbour.to(videos.dtype)[:, None]
+        mix = self.retrieval.mix * has_neighbour.to(videos.dtype)[:, None]
         mixed = F.normalize((1 - mix) * videos + mix * neighbour_mean, dim=-1)
         return _symmetric_infonce(mixed, titles, logit_scale, self.world)
 

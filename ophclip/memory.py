@@ -1,10 +1,10 @@
 """The silent-video memory bank during training: encode, refresh, retrieve (the trainer's retrieval hook).
 
     pool = silent_pool(dataset_root, n_frames=8, transform=preprocess_eval)
-    hook = SilentPoolBank(MemoryCfg(k=4, refresh="full", refresh_every=50), pool, dist=trainer.dist)
+    hook = SilentPoolBank(RetrievalCfg(mode="soft_positive", k=4, refresh_every=50), pool, dist=trainer.dist)
     Trainer(cfg, retrieval=hook).fit()
 
-What it does, and when (``MemoryCfg`` holds every choice):
+What it does, and when (:class:`RetrievalCfg`, the ``retrieval:`` section, holds every choice):
 
 * **Encoding.** The silent pool (videos without narration, from the frame cache,
   preprocessed without augmentation) is encoded in batches under ``no_grad`` with the
@@ -87,10 +87,24 @@ class NoRetrieval:
         return None
 
 
-@dataclass
-class MemoryCfg:
-    """The memory bank's training-time settings (a ``memory:`` section of a pretrain config)."""
+RETRIEVAL_MODES = ("off", "soft_positive", "feature_aug")
 
+
+@dataclass
+class RetrievalCfg:
+    """The ``retrieval:`` section of a pretrain config: OphCLIP's silent-video memory bank, end to end.
+
+    The first four fields shape the loss term the neighbours feed (:class:`ophclip.loss.HierarchicalLoss`);
+    the rest say how the bank is encoded, refreshed and searched (:class:`SilentPoolBank`).
+    :meth:`validate` is the one place these settings are checked.
+    """
+
+    # soft_positive: a title's neighbours are extra positives weighted by their search scores;
+    # feature_aug: the video embedding is mixed with its neighbours' mean; off: no bank, no term.
+    mode: str = "off"
+    weight: float = 0.5  # the retrieval term's weight in the video-level loss
+    temperature: float = 0.1  # neighbour weights: softmax(scores / temperature) over the K neighbours
+    mix: float = 0.5  # feature_aug: (1 - mix) * video + mix * neighbours
     index: str = "flat"  # flat | ivf | hnsw (retrieval.indexes says when to use which)
     k: int = 4  # neighbours per narrated video
     refresh: Literal["full", "incremental"] = "full"
@@ -103,21 +117,37 @@ class MemoryCfg:
     max_score: float | None = 0.98  # drop neighbours above this cosine (near-duplicates); None keeps all
     batch_size: int = 16  # videos per encoding batch
 
+    @property
+    def enabled(self) -> bool:
+        """Whether training builds a bank and adds the retrieval term."""
+        return self.mode != "off" and self.weight > 0
+
     def validate(self) -> None:
-        if self.k < 1 or self.batch_size < 1 or self.refresh_every < 1 or self.incremental_slice < 1:
-            raise ConfigError(
-                "memory.k, memory.batch_size, memory.refresh_every and memory.incremental_slice must be >= 1"
-            )
+        if self.mode not in RETRIEVAL_MODES:
+            raise ConfigError(f"retrieval.mode = {self.mode!r}; expected one of {', '.join(RETRIEVAL_MODES)}")
+        if self.weight < 0:
+            raise ConfigError(f"retrieval.weight = {self.weight}; it must be >= 0 (0 switches retrieval off)")
+        if self.temperature <= 0:
+            raise ConfigError(f"retrieval.temperature = {self.temperature}; it must be > 0")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ConfigError(f"retrieval.mix = {self.mix}; expected a fraction in [0, 1]")
+        for key in ("k", "batch_size", "refresh_every", "incremental_slice"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"retrieval.{key} = {getattr(self, key)}; it must be at least 1")
         if self.index not in INDEX_KINDS:
-            raise ConfigError(f"memory.index = {self.index!r}; expected one of {', '.join(INDEX_KINDS)}")
+            raise ConfigError(f"retrieval.index = {self.index!r}; expected one of {', '.join(INDEX_KINDS)}")
         if self.refresh not in ("full", "incremental"):
-            raise ConfigError(f"memory.refresh = {self.refresh!r}; expected 'full' or 'incremental'")
+            raise ConfigError(f"retrieval.refresh = {self.refresh!r}; expected 'full' or 'incremental'")
         if self.encoder not in ("model", "ema"):
-            raise ConfigError(f"memory.encoder = {self.encoder!r}; expected 'model' or 'ema'")
+            raise ConfigError(f"retrieval.encoder = {self.encoder!r}; expected 'model' or 'ema'")
         if not 0.0 <= self.ema_momentum < 1.0:
-            raise ConfigError(f"memory.ema_momentum = {self.ema_momentum}; expected 0 <= m < 1")
+            raise ConfigError(f"retrieval.ema_momentum = {self.ema_momentum}; expected 0 <= m < 1")
         if self.warmup_steps < 0:
-            raise ConfigError(f"memory.warmup_steps = {self.warmup_steps}; expected >= 0")
+            raise ConfigError(f"retrieval.warmup_steps = {self.warmup_steps}; expected >= 0")
+
+
+# The bank's settings were a ``memory:`` section of their own before ``retrieval:`` held them all.
+MemoryCfg = RetrievalCfg
 
 
 class VideoPool(Protocol):
@@ -217,14 +247,14 @@ class SilentPoolBank:
     """The trainer's retrieval hook backed by a :class:`retrieval.MemoryBank` of the silent pool.
 
     Args:
-        cfg: :class:`MemoryCfg`.
+        cfg: :class:`RetrievalCfg`.
         pool: the silent videos (:func:`silent_pool`); the same order on every rank.
         dist: process-group info (None: one process).
         progress: show a progress bar while encoding the whole pool (rank 0 only).
     """
 
     def __init__(
-        self, cfg: MemoryCfg, pool: VideoPool, *, dist: DistInfo | None = None, progress: bool = False
+        self, cfg: RetrievalCfg, pool: VideoPool, *, dist: DistInfo | None = None, progress: bool = False
     ):
         cfg.validate()
         if len(pool) == 0:
@@ -250,7 +280,7 @@ class SilentPoolBank:
     @classmethod
     def from_dataset_root(
         cls,
-        cfg: MemoryCfg,
+        cfg: RetrievalCfg,
         root: str | Path,
         *,
         n_frames: int,

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..config import LogSection
 from ..data import LEVELS, DataSection
 from ..errors import ConfigError, ModelError
 from ..loss import LossCfg
-from ..memory import MemoryCfg
+from ..memory import RetrievalCfg
 from ..ssl.config import HeadSection, SSLLossSection, ViewsSection
 
 logger = logging.getLogger(__name__)
@@ -97,14 +97,22 @@ class SSLAuxSection:
 
 @dataclass
 class PretrainConfig:
+    # Keys that moved: the memory bank's settings and the retrieval loss flags are one section now.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "loss.retrieval_mode": "retrieval.mode",
+        "loss.retrieval_weight": "retrieval.weight",
+        "loss.retrieval_temperature": "retrieval.temperature",
+        "loss.retrieval_mix": "retrieval.mix",
+        "memory": "retrieval",
+    }
+
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     # ophclip.loss.LossCfg: term weights, repeated-text handling, retrieval mode, local_loss.
     loss: LossCfg = field(default_factory=LossCfg)
-    # ophclip.train.memory.MemoryCfg: the silent-video memory bank, used when
-    # loss.retrieval_mode is not "off" and loss.retrieval_weight > 0.
-    memory: MemoryCfg = field(default_factory=MemoryCfg)
+    # ophclip.memory.RetrievalCfg: the silent-video memory bank and the loss term it feeds.
+    retrieval: RetrievalCfg = field(default_factory=RetrievalCfg)
     ssl_aux: SSLAuxSection = field(default_factory=SSLAuxSection)
     log: LogSection = field(default_factory=LogSection)
 
@@ -153,13 +161,13 @@ def validate(cfg: PretrainConfig, world_size: int = 1) -> None:
         cfg.loss.validate()
     except ModelError as e:
         raise ConfigError(str(e)) from None
-    cfg.memory.validate()
+    cfg.retrieval.validate()
     if cfg.ssl_aux.weight < 0 or cfg.ssl_aux.batch_size < 1:
         raise ConfigError(
             f"ssl_aux.weight = {cfg.ssl_aux.weight} and ssl_aux.batch_size = {cfg.ssl_aux.batch_size}; "
             "expected weight >= 0 (0 is off) and batch_size >= 1"
         )
-    weights = ("clip_weight", "video_title_weight", "video_narration_weight", "retrieval_weight")
+    weights = ("clip_weight", "video_title_weight", "video_narration_weight")
     for name in weights:
         if getattr(cfg.loss, name) < 0:
             raise ConfigError(f"loss.{name} = {getattr(cfg.loss, name)}; loss weights must be >= 0")

@@ -114,8 +114,26 @@ def test_off_and_no_stay_strings_as_in_yaml_1_2(tmp_path):
     from ophclip.train import PretrainConfig
 
     path = tmp_path / "c.yaml"
-    path.write_text("loss:\n  retrieval_mode: off\nlog:\n  tensorboard: false\n")
+    path.write_text("retrieval:\n  mode: off\nlog:\n  tensorboard: false\n")
     cfg = load_config(PretrainConfig, path)
-    assert cfg.loss.retrieval_mode == "off" and cfg.log.tensorboard is False
-    cfg = load_config(PretrainConfig, None, ["loss.retrieval_mode=feature_aug", "loss.retrieval_mode=off", "log.jsonl=False"])
-    assert cfg.loss.retrieval_mode == "off" and cfg.log.jsonl is False
+    assert cfg.retrieval.mode == "off" and cfg.log.tensorboard is False
+    cfg = load_config(PretrainConfig, None, ["retrieval.mode=feature_aug", "retrieval.mode=off", "log.jsonl=False"])
+    assert cfg.retrieval.mode == "off" and cfg.log.jsonl is False
+
+
+def test_renamed_keys_still_load_with_a_warning_and_a_clash_is_an_error(tmp_path):
+    """Configs written before the ``retrieval:`` section (loss.retrieval_*, memory:) load into it."""
+    from ophclip.train import PretrainConfig
+
+    path = tmp_path / "old.yaml"
+    path.write_text("loss:\n  retrieval_mode: soft_positive\n  retrieval_weight: 0.25\n  repeated_text: negative\n"
+                    "memory:\n  k: 7\n  refresh: incremental\n")
+    with pytest.warns(FutureWarning, match="loss.retrieval_mode is deprecated; write retrieval.mode"):
+        cfg = load_config(PretrainConfig, path, ["memory.warmup_steps=3"])
+    assert (cfg.retrieval.mode, cfg.retrieval.weight, cfg.retrieval.k) == ("soft_positive", 0.25, 7)
+    assert (cfg.retrieval.refresh, cfg.retrieval.warmup_steps) == ("incremental", 3)
+    assert cfg.loss.repeated_text == "negative"  # the rest of the old section is untouched
+    with pytest.raises(ConfigError, match="memory .*and retrieval are both set, differently \\(k\\)"):
+        load_config(PretrainConfig, path, ["retrieval.k=2"])
+    with pytest.warns(FutureWarning):  # the same value under both spellings is no clash
+        assert load_config(PretrainConfig, path, ["retrieval.k=7"]).retrieval.k == 7

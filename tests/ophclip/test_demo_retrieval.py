@@ -12,7 +12,7 @@ from ophclip.demo import DemoContext, pretrain_stage, retrieval_stage
 
 TINY = ["train.steps=6", "train.clip_batch_size=4", "train.video_batch_size=2", "train.video_every=1",
         "train.warmup_steps=1", "train.save_every=100", "data.clip_frames=2", "data.video_frames=4",
-        "loss.retrieval_mode=feature_aug", "memory.k=2", "memory.warmup_steps=2", "memory.refresh_every=2",
+        "retrieval.mode=feature_aug", "retrieval.k=2", "retrieval.warmup_steps=2", "retrieval.refresh_every=2",
         "log.tensorboard=false", "model.image_size=64"]  # the demo model, small frames: a test, not a result
 
 
@@ -23,7 +23,7 @@ def test_the_demo_trains_with_retrieval_and_reports_the_bank(synth_tiny_root, sy
     ctx.synth_dir.symlink_to(synth_tiny_dir)
     ctx.root_dir.symlink_to(synth_tiny_root)
     pretrain_section = pretrain_stage(ctx)
-    assert "memory.k=2" in pretrain_section, "the report must say how the demo config was overridden"
+    assert "retrieval.k=2" in pretrain_section, "the report must say how the demo config was overridden"
     log = [json.loads(line) for line in (ctx.out_dir / "pretrain" / "log.jsonl").read_text().splitlines()]
     assert any("loss/video/retrieval" in r for r in log), "pretraining never used the bank"
 

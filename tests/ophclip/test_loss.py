@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss as OpenClipLoss
 
-from ophclip.errors import ModelError
+from ophclip.errors import ConfigError, ModelError
 from ophclip.loss import ClipLoss, HierarchicalLoss, LossCfg, mean_text_per_video
+from ophclip.memory import RetrievalCfg
 
 
 def unit(*shape: int, seed: int) -> torch.Tensor:
@@ -195,8 +196,8 @@ def test_frame_text_term_matches_loop_reference_and_is_weighted_into_total(tau):
 
 def test_video_level_terms_and_weighted_total_match_reference():
     v, t, nar = unit(8, 12, seed=7), unit(8, 12, seed=8), unit(8, 12, seed=9)
-    cfg = LossCfg(video_title_weight=0.7, video_narration_weight=0.3, retrieval_mode="off")
-    out = HierarchicalLoss(cfg, world_size=1).video_loss(v, t, torch.tensor(20.0), narration_features=nar)
+    cfg = LossCfg(video_title_weight=0.7, video_narration_weight=0.3)
+    out = HierarchicalLoss(cfg, world_size=1, retrieval=RetrievalCfg(mode="off")).video_loss(v, t, torch.tensor(20.0), narration_features=nar)
     assert set(out) == {"video_title", "video_narration", "total"}
     assert out["video_title"].item() == pytest.approx(ref_infonce(v, t, 20.0), abs=1e-9)
     assert out["video_narration"].item() == pytest.approx(ref_infonce(v, nar, 20.0), abs=1e-9)
@@ -224,8 +225,8 @@ def test_retrieval_modes_match_reference_with_missing_neighbours(mode):
     scores[1, 2:] = float("-inf")  # bank returned fewer than K neighbours
     scores[3, :2] = float("-inf")  # none at all ...
     scores[3, 2:] = -3.4028234663852886e38  # ... faiss's -FLT_MAX filler means missing too
-    cfg = LossCfg(retrieval_mode=mode, retrieval_weight=0.4, retrieval_temperature=0.05, retrieval_mix=0.3)
-    out = HierarchicalLoss(cfg, world_size=1).video_loss(
+    retrieval = RetrievalCfg(mode=mode, weight=0.4, temperature=0.05, mix=0.3)
+    out = HierarchicalLoss(LossCfg(), world_size=1, retrieval=retrieval).video_loss(
         v, t, torch.tensor(12.0), neighbour_features=nb, neighbour_scores=scores
     )
     if mode == "soft_positive":
@@ -242,7 +243,7 @@ def test_retrieval_gradient_matches_autograd_of_reference():
     v, nb = unit(n, d, seed=16), unit(n, k, d, seed=17)
     t = unit(n, d, seed=18).requires_grad_()
     scores = torch.randn(n, k, generator=torch.Generator().manual_seed(19), dtype=torch.float64)
-    loss = HierarchicalLoss(LossCfg(retrieval_mode="soft_positive"), world_size=1)._soft_positive(
+    loss = HierarchicalLoss(world_size=1, retrieval=RetrievalCfg(mode="soft_positive"))._soft_positive(
         v, t, torch.tensor(9.0), nb, scores
     )
     (grad,) = torch.autograd.grad(loss, t)
@@ -260,11 +261,11 @@ def test_retrieval_gradient_matches_autograd_of_reference():
 def test_retrieval_off_or_absent_adds_nothing():
     v, t = unit(4, 8, seed=20), unit(4, 8, seed=21)
     nb, sc = unit(4, 2, 8, seed=22), torch.zeros(4, 2, dtype=torch.float64)
-    off = HierarchicalLoss(LossCfg(retrieval_mode="off"), world_size=1).video_loss(
+    off = HierarchicalLoss(world_size=1, retrieval=RetrievalCfg(mode="off")).video_loss(
         v, t, torch.tensor(5.0), neighbour_features=nb, neighbour_scores=sc
     )
     assert "retrieval" not in off
-    on_absent = HierarchicalLoss(LossCfg(retrieval_mode="feature_aug"), world_size=1).video_loss(
+    on_absent = HierarchicalLoss(world_size=1, retrieval=RetrievalCfg(mode="feature_aug")).video_loss(
         v, t, torch.tensor(5.0)
     )
     assert "retrieval" not in on_absent
@@ -290,9 +291,9 @@ def test_bad_inputs_raise_model_error():
         ClipLoss(world_size=1)(a, a[:3], torch.tensor(1.0))
     with pytest.raises(ModelError, match="repeated_text"):
         HierarchicalLoss(LossCfg(repeated_text="maybe"), world_size=1)
-    with pytest.raises(ModelError, match="retrieval_mode"):
-        HierarchicalLoss(LossCfg(retrieval_mode="sometimes"), world_size=1)
-    loss = HierarchicalLoss(LossCfg(retrieval_mode="soft_positive"), world_size=1)
+    with pytest.raises(ConfigError, match="retrieval.mode = 'sometimes'"):
+        RetrievalCfg(mode="sometimes").validate()
+    loss = HierarchicalLoss(world_size=1, retrieval=RetrievalCfg(mode="soft_positive"))
     with pytest.raises(ModelError, match="neighbour_features must be"):
         loss.video_loss(
             a, a, torch.tensor(1.0), neighbour_features=unit(4, 8, seed=1), neighbour_scores=torch.zeros(4, 8)

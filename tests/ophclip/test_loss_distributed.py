@@ -70,11 +70,13 @@ def losses_and_grads(
 ) -> dict[str, torch.Tensor]:
     """Loss values and gradients w.r.t. the (local) feature tensors for every loss path."""
     from ophclip.loss import HierarchicalLoss, LossCfg
+    from ophclip.memory import RetrievalCfg
 
     out = {}
     for mode in ("soft_positive", "feature_aug"):
-        cfg = LossCfg(repeated_text="ignore", retrieval_mode=mode, retrieval_temperature=0.2, **flags)
-        loss_fn = HierarchicalLoss(cfg, rank=rank, world_size=world_size)
+        cfg = LossCfg(repeated_text="ignore", **flags)
+        loss_fn = HierarchicalLoss(cfg, rank=rank, world_size=world_size,
+                                   retrieval=RetrievalCfg(mode=mode, temperature=0.2))
         leaves = {
             k: batch[k].clone().requires_grad_()
             for k in ("clip", "frames", "text", "video", "title", "narration", "neighbours")

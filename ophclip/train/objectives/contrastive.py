@@ -224,10 +224,11 @@ class ContrastiveObjective(Objective):
         self.text_cache = self._build_text_cache() if frozen_text else None
         # Identical sentences share an id, so the loss can treat repeats as it is told (loss.repeated_text).
         self._text_ids = {t: i for i, t in enumerate(sorted(set(self.levels.clip.texts)))}
-        self.loss_fn = loss or LevelLoss(HierarchicalLoss(cfg.loss, rank=dist.rank, world_size=dist.world_size))
+        self.loss_fn = loss or LevelLoss(HierarchicalLoss(cfg.loss, rank=dist.rank, world_size=dist.world_size,
+                                                          retrieval=cfg.retrieval))
         self.retrieval = retrieval or self._default_retrieval()
         self.ssl_aux = self._build_ssl_aux()
-        self._neighbour_gradient = cfg.loss.retrieval_mode == "soft_positive" and hasattr(
+        self._neighbour_gradient = cfg.retrieval.mode == "soft_positive" and hasattr(
             self.retrieval, "neighbour_embeddings_with_grad"
         )
         self.encoder: nn.Module = _Encoder(self.model)
@@ -246,12 +247,11 @@ class ContrastiveObjective(Objective):
             raise ConfigError(f"model.freeze_text = true but the text tower of {self.cfg.model.name} still has trainable parameters")
 
     def _default_retrieval(self) -> RetrievalHook:
-        """The memory bank of the dataset root's silent pool, as ``cfg.memory`` says, when retrieval is on."""
-        loss = self.cfg.loss
-        if loss.retrieval_mode == "off" or loss.retrieval_weight == 0 or self.cfg.train.video_every == 0:
+        """The memory bank of the dataset root's silent pool, as ``cfg.retrieval`` says, when retrieval is on."""
+        if not self.cfg.retrieval.enabled or self.cfg.train.video_every == 0:
             return NoRetrieval()
         return SilentPoolBank.from_dataset_root(
-            self.cfg.memory,
+            self.cfg.retrieval,
             self.cfg.data.root,
             n_frames=self.cfg.data.video_frames,
             # Bank entries are encoded as evaluation sees videos: no augmentation.

@@ -26,7 +26,7 @@ from data_pipeline.frame_cache import FrameCache, write_index  # noqa: E402
 from ophclip.data import VideoDataset  # noqa: E402
 from ophclip.distributed import DistInfo  # noqa: E402
 from ophclip.loss import HierarchicalLoss, LossCfg  # noqa: E402
-from ophclip.memory import MemoryCfg, SilentPoolBank, encode_pool  # noqa: E402
+from ophclip.memory import RetrievalCfg, SilentPoolBank, encode_pool  # noqa: E402
 
 MICRO = {
     "embed_dim": 16,
@@ -120,7 +120,7 @@ def direct_embeddings(model, pool) -> np.ndarray:
 def test_warmup_then_full_bank_equals_direct_encoding(micro_model_config, pool_root):
     model, pre = make_model(micro_model_config)
     pool = make_pool(pool_root, pre)
-    hook = SilentPoolBank(MemoryCfg(k=3, warmup_steps=5, batch_size=4, max_score=None), pool)
+    hook = SilentPoolBank(RetrievalCfg(k=3, warmup_steps=5, batch_size=4, max_score=None), pool)
     queries = torch.nn.functional.normalize(torch.randn(2, 16), dim=-1)
     for step in range(5):
         hook.maybe_refresh(step, model)
@@ -140,7 +140,7 @@ def test_warmup_then_full_bank_equals_direct_encoding(micro_model_config, pool_r
 def test_self_matches_and_near_duplicates_are_excluded(micro_model_config, pool_root):
     model, pre = make_model(micro_model_config)
     pool = make_pool(pool_root, pre)
-    hook = SilentPoolBank(MemoryCfg(k=4, max_score=0.999), pool)
+    hook = SilentPoolBank(RetrievalCfg(k=4, max_score=0.999), pool)
     hook.maybe_refresh(0, model)
     ref = direct_embeddings(model, pool)
     # Query 0 is a pool video (its own id must not come back); query 1 a near-copy of video 3 under another id.
@@ -165,7 +165,7 @@ def perturb(model, scale=0.05, seed=1):
 def test_full_refresh_every_r_steps_swaps_a_new_bank(micro_model_config, pool_root):
     model, pre = make_model(micro_model_config)
     pool = make_pool(pool_root, pre)
-    hook = SilentPoolBank(MemoryCfg(refresh="full", refresh_every=3), pool)
+    hook = SilentPoolBank(RetrievalCfg(refresh="full", refresh_every=3), pool)
     hook.maybe_refresh(0, model)
     first = hook.bank
     perturb(model)
@@ -185,7 +185,7 @@ def test_full_refresh_every_r_steps_swaps_a_new_bank(micro_model_config, pool_ro
 def test_incremental_refresh_updates_a_rotating_slice(micro_model_config, pool_root):
     model, pre = make_model(micro_model_config)
     pool = make_pool(pool_root, pre)
-    hook = SilentPoolBank(MemoryCfg(refresh="incremental", incremental_slice=5), pool)
+    hook = SilentPoolBank(RetrievalCfg(refresh="incremental", incremental_slice=5), pool)
     hook.maybe_refresh(0, model)  # first call builds the whole bank
     old = direct_embeddings(model, pool)
     bank = hook.bank
@@ -205,7 +205,7 @@ def test_ema_follows_the_reference_formula_and_feeds_the_bank(micro_model_config
     model, pre = make_model(micro_model_config)
     pool = make_pool(pool_root, pre)
     m = 0.9
-    hook = SilentPoolBank(MemoryCfg(encoder="ema", ema_momentum=m, refresh="full", refresh_every=1), pool)
+    hook = SilentPoolBank(RetrievalCfg(encoder="ema", ema_momentum=m, refresh="full", refresh_every=1), pool)
     hook.maybe_refresh(0, model)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
     perturb(model)
@@ -226,7 +226,7 @@ def test_ema_follows_the_reference_formula_and_feeds_the_bank(micro_model_config
 def test_soft_positive_neighbours_carry_gradient_into_the_vision_tower(micro_model_config, pool_root):
     model, pre = make_model(micro_model_config)
     pool = make_pool(pool_root, pre)
-    hook = SilentPoolBank(MemoryCfg(k=3, update_seen=True, max_score=None), pool)
+    hook = SilentPoolBank(RetrievalCfg(k=3, update_seen=True, max_score=None), pool)
     hook.maybe_refresh(0, model)
     ref = direct_embeddings(model, pool)
     videos = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
@@ -236,7 +236,7 @@ def test_soft_positive_neighbours_carry_gradient_into_the_vision_tower(micro_mod
     emb = hook.neighbour_embeddings_with_grad(lambda frames: model.encode_video(frames, normalize=True))
     assert emb.requires_grad and emb.shape == (4, 3, 16)
     torch.testing.assert_close(emb.detach(), emb_const, atol=1e-5, rtol=0)
-    loss = HierarchicalLoss(LossCfg(retrieval_mode="soft_positive"), rank=0, world_size=1)
+    loss = HierarchicalLoss(LossCfg(), rank=0, world_size=1, retrieval=RetrievalCfg(mode="soft_positive"))
     out = loss.video_loss(videos, titles, torch.tensor(10.0), neighbour_features=emb, neighbour_scores=scores)
     model.zero_grad()
     out["retrieval"].backward()
@@ -257,12 +257,12 @@ def test_encode_pool_restores_training_mode(micro_model_config, pool_root):
 def test_bad_config_is_a_clear_error():
     from ophclip.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="memory.refresh = 'sometimes'"):
-        MemoryCfg(refresh="sometimes").validate()
-    with pytest.raises(ConfigError, match="memory.index = 'annoy'"):
-        MemoryCfg(index="annoy").validate()
+    with pytest.raises(ConfigError, match="retrieval.refresh = 'sometimes'"):
+        RetrievalCfg(refresh="sometimes").validate()
+    with pytest.raises(ConfigError, match="retrieval.index = 'annoy'"):
+        RetrievalCfg(index="annoy").validate()
     with pytest.raises(ConfigError, match="ema_momentum"):
-        MemoryCfg(ema_momentum=1.0).validate()
+        RetrievalCfg(ema_momentum=1.0).validate()
 
 
 def _free_port() -> int:
@@ -281,7 +281,7 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_path: str, root: str, out_
         ophclip.add_model_config(cfg_path)
         model, pre = make_model(MODEL_NAME)
         pool = make_pool(Path(root), pre)
-        hook = SilentPoolBank(MemoryCfg(batch_size=3), pool, dist=DistInfo(rank=rank, world_size=world))
+        hook = SilentPoolBank(RetrievalCfg(batch_size=3), pool, dist=DistInfo(rank=rank, world_size=world))
         hook.maybe_refresh(0, model)
         np.save(Path(out_dir) / f"rank{rank}.npy", hook.bank.get_vectors(pool.video_ids))
         pd.Series(hook.bank.ids).to_json(Path(out_dir) / f"rank{rank}_ids.json")
@@ -342,11 +342,11 @@ def test_trainer_runs_with_the_bank_as_its_retrieval_hook(dataset_root, tiny_mod
         dataset_root, tiny_model_config, tmp_path / "run", **{"train.video_every": 1, "train.save_every": 100}
     )
     cfg = load_config(
-        PretrainConfig, None, [*overrides, f"loss.retrieval_mode={mode}", "loss.retrieval_weight=1.0"]
+        PretrainConfig, None, [*overrides, f"retrieval.mode={mode}", "retrieval.weight=1.0"]
     )
     components = build_components(cfg)
     hook = SilentPoolBank.from_dataset_root(
-        MemoryCfg(k=2, warmup_steps=3, max_score=None),
+        RetrievalCfg(k=2, warmup_steps=3, max_score=None),
         dataset_root,
         n_frames=4,
         transform=components.preprocess_eval,
@@ -376,10 +376,10 @@ def test_the_memory_config_section_builds_the_bank_and_resume_restores_it_exactl
         overrides = tiny_overrides(
             dataset_root, tiny_model_config, out, **{"train.video_every": 1, "train.save_every": 100}
         )
-        memory = ["memory.k=1", "memory.warmup_steps=1", "memory.encoder=ema", "memory.ema_momentum=0.5",
-                  "memory.refresh=incremental", "memory.incremental_slice=1", "memory.max_score=null"]
+        memory = ["retrieval.k=1", "retrieval.warmup_steps=1", "retrieval.encoder=ema", "retrieval.ema_momentum=0.5",
+                  "retrieval.refresh=incremental", "retrieval.incremental_slice=1", "retrieval.max_score=null"]
         return load_config(
-            PretrainConfig, None, [*overrides, *memory, "loss.retrieval_mode=feature_aug", "loss.retrieval_weight=1.0"]
+            PretrainConfig, None, [*overrides, *memory, "retrieval.mode=feature_aug", "retrieval.weight=1.0"]
         )
 
     straight = Trainer(config(tmp_path / "straight"))
@@ -412,7 +412,7 @@ def test_retrieval_off_builds_no_bank(dataset_root, tiny_model_config, tmp_path)
     from ophclip.train import PretrainConfig, Trainer
 
     cfg = load_config(PretrainConfig, None, tiny_overrides(dataset_root, tiny_model_config, tmp_path / "run"))
-    assert cfg.loss.retrieval_mode == "off"
+    assert cfg.retrieval.mode == "off"
     assert isinstance(Trainer(cfg).retrieval, NoRetrieval)
 
 
@@ -424,6 +424,6 @@ def test_a_bad_memory_section_is_a_config_error_naming_the_key(dataset_root, tin
     from ophclip.train import PretrainConfig
     from ophclip.train.config import validate
 
-    cfg = load_config(PretrainConfig, None, [*tiny_overrides(dataset_root, tiny_model_config, tmp_path), "memory.index=annoy"])
-    with pytest.raises(ConfigError, match="memory.index = 'annoy'"):
+    cfg = load_config(PretrainConfig, None, [*tiny_overrides(dataset_root, tiny_model_config, tmp_path), "retrieval.index=annoy"])
+    with pytest.raises(ConfigError, match="retrieval.index = 'annoy'"):
         validate(cfg)

@@ -186,7 +186,7 @@ class _FixedNeighbours:
 
 
 def test_soft_positive_neighbours_train_with_gradient_and_accumulate_exactly(dataset_root, tiny_model_config, tmp_path):
-    extra = {"loss.retrieval_mode": "soft_positive"}
+    extra = {"retrieval.mode": "soft_positive"}
     results = []
     for k, accum in enumerate((1, 2)):
         hook = _FixedNeighbours(dataset_root)
