@@ -18,14 +18,39 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
+from PIL import Image
+from sklearn.decomposition import PCA
+from sklearn.linear_model import RidgeClassifier
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
+import ophclip
+from data_pipeline.config import OPHTHALMIC_ASR_PROMPT, PipelineConfig
+from data_pipeline.evaluate_pipeline import evaluate
+from data_pipeline.frame_cache import FrameCache
+from data_pipeline.run import run_pipeline
+from data_pipeline.synth import SynthConfig, build_root_from_ground_truth, generate_dataset
+from data_pipeline.synth.config import DEMO
+from data_pipeline.synth.preview import contact_sheet, phase_timeline, read_phase_segments
+from data_pipeline.synth.taxonomy import SURGERY_TYPES
 from ophbase.io import atomic_write_json, atomic_write_text
+from retrieval import MemoryBank
 
+from .bank import bank_gallery, build_bank
 from .config import apply_overrides, from_dict, load_config, save_config
+from .datasets import BenchmarkConfig
 from .distill import DistillConfig
 from .errors import ConfigError
+from .eval.config import ModelRef, ZeroShotConfig
+from .eval.run import run_zeroshot_config
 from .prompts import resolve_prompt_file
+from .stream import demo_stream_stage
+from .train import PretrainConfig, pretrain
+from .train.logs import loss_curve
 from .train.objectives.distill import distill
 
 logger = logging.getLogger(__name__)
@@ -63,10 +88,6 @@ class Stage:
 # ---- stages ----------------------------------------------------------------------------------------
 def synth_stage(ctx: DemoContext) -> str:
     """Generate the synthetic dataset, a contact sheet of frames per phase and phase timelines."""
-    from data_pipeline.synth import SynthConfig, generate_dataset
-    from data_pipeline.synth.config import DEMO
-    from data_pipeline.synth.preview import contact_sheet, phase_timeline
-
     if ctx.synth_config is not None:
         cfg = load_config(SynthConfig, ctx.synth_config, list(ctx.overrides))
     else:  # the built-in demo preset (the same as configs/synth_demo.yaml), so an installed package runs
@@ -109,8 +130,6 @@ def synth_stage(ctx: DemoContext) -> str:
 
 def ground_truth_root_stage(ctx: DemoContext) -> str:
     """A dataset root straight from the ground truth (no ASR), for training before the pipeline runs."""
-    from data_pipeline.synth import build_root_from_ground_truth
-
     workers = ctx.workers or json.loads((ctx.synth_dir / "synth.json").read_text())["config"]["workers"]
     # 160 px: the ImageNet tower's features fade at the 64 px the first demo cached (README, "Features that transfer").
     run = build_root_from_ground_truth(ctx.synth_dir, ctx.root_dir, fps=4.0, short_side=DEMO_SHORT_SIDE,
@@ -143,18 +162,6 @@ def phase_baseline_stage(ctx: DemoContext) -> str:
 
 def phase_baseline(root: Path, synth_dir: Path, thumb: int = 16, stride: int = 2) -> dict:
     """Raw-pixel linear probe for phase recognition across videos (a floor any learned model should beat)."""
-    import numpy as np
-    import pandas as pd
-    from PIL import Image
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import RidgeClassifier
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from data_pipeline.frame_cache import FrameCache
-    from data_pipeline.synth.preview import read_phase_segments
-    from data_pipeline.synth.taxonomy import SURGERY_TYPES
 
     cache = FrameCache(root)
     meta = pd.read_csv(synth_dir / "metadata.csv", dtype={"video_id": str}, keep_default_na=False)
@@ -206,10 +213,6 @@ def phase_baseline(root: Path, synth_dir: Path, thumb: int = 16, stride: int = 2
 
 def pipeline_stage(ctx: DemoContext) -> str:
     """The data pipeline on the synthetic videos (real ASR, no LLM), scored against the generator's script."""
-    from data_pipeline.config import OPHTHALMIC_ASR_PROMPT, PipelineConfig
-    from data_pipeline.evaluate_pipeline import evaluate
-    from data_pipeline.run import run_pipeline
-
     out = ctx.out_dir / "pipeline_root"
     video_list = _pipeline_subset(ctx.synth_dir, ctx.out_dir / "pipeline_videos.csv", ctx.pipeline_videos)
     cfg = from_dict(PipelineConfig, apply_overrides({}, [
@@ -234,9 +237,6 @@ def pipeline_stage(ctx: DemoContext) -> str:
 
 def pretrain_stage(ctx: DemoContext) -> str:
     """Pretrain the demo config's model on the ground-truth root (clip and video levels); plot the loss curve."""
-    from .train import PretrainConfig, pretrain
-    from .train.logs import loss_curve
-
     run_dir = ctx.out_dir / "pretrain"
     cfg = load_config(PretrainConfig, packaged_config("pretrain_demo.yaml"),
                       [f"data.root={ctx.root_dir}", f"train.output_dir={run_dir}", *ctx.pretrain_overrides])
@@ -255,11 +255,6 @@ def pretrain_stage(ctx: DemoContext) -> str:
 
 def zeroshot_stage(ctx: DemoContext) -> str:
     """Zero-shot phase, tool and surgery-type recognition on the held-out videos: trained vs random init."""
-    from .datasets import BenchmarkConfig
-    from .eval.config import ModelRef, ZeroShotConfig
-    from .eval.run import run_zeroshot_config
-    from .train import PretrainConfig
-
     rows = []
     # The baseline is the trained architecture with random weights (whatever the pretraining config chose).
     trained = load_config(PretrainConfig, ctx.out_dir / "pretrain" / "config.yaml")
@@ -289,12 +284,7 @@ def zeroshot_stage(ctx: DemoContext) -> str:
 
 def retrieval_stage(ctx: DemoContext) -> str:
     """The silent-video memory bank: built with a random-init and with the demo-trained model; gallery and agreement."""
-    import torch
 
-    import ophclip
-
-    from .bank import bank_gallery, build_bank
-    from .train import PretrainConfig
 
     cfg = load_config(PretrainConfig, ctx.out_dir / "pretrain" / "config.yaml")
     # The untrained model is saved first, so the bank and the gallery embed with the same weights.
@@ -369,19 +359,10 @@ def demo_distill_stage(ctx, overrides: Sequence[str] = ("train.steps=200",), pro
 
 def _agreement_by_chance(bank_dir: Path, query_labels: dict[str, str | None], labels_csv: Path) -> float:
     """Expected same-label fraction if neighbours were drawn at random from the bank."""
-    from retrieval import MemoryBank
-
     label_of = dict(pd.read_csv(labels_csv, dtype=str).itertuples(index=False, name=None))
     bank_labels = pd.Series([label_of.get(v) for v in MemoryBank.load(bank_dir).ids])
     share = bank_labels.value_counts(normalize=True)
     return float(sum(share.get(q, 0.0) for q in query_labels.values()) / max(len(query_labels), 1))
-
-
-def _lazy(module: str, name: str) -> Callable[[DemoContext], str]:
-    """Import a stage's module only when it runs, so `ophclip demo --stages synth` stays light."""
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
 
 
 def packaged_config(name: str) -> Path:
@@ -424,7 +405,7 @@ STAGES: list[Stage] = [
     Stage("retrieval", "Silent-video memory bank and retrieval", retrieval_stage),
     Stage("distill", "Real-time student (distillation)", lambda ctx: demo_distill_stage(
           ctx, ("train.steps=100", "student.name=OphCLIP-student-RN-Micro"))),
-    Stage("stream", "Streaming phase recognition", lambda ctx: _lazy("ophclip.stream", "demo_stream_stage")(ctx)),
+    Stage("stream", "Streaming phase recognition", demo_stream_stage),
 ]
 
 

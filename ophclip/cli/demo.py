@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:
@@ -21,9 +22,7 @@ def register(app: typer.Typer) -> None:
         overrides: list[str] = typer.Argument(None, help="Dotted overrides of the synth config, e.g. n_silent=10"),
     ) -> None:
         """Generate the demo dataset, run every stage, and write report.md, counts.json and figures into --out."""
-        from rich.console import Console
-
-        from ..demo import run_demo
+        from ..demo import run_demo  # lazy: CLI start-up time (the demo imports every stage's stack)
 
         report = run_demo(out, synth_config=synth_config, overrides=overrides or [],
                           stages=[s.strip() for s in stages.split(",")] if stages else None, workers=workers,

@@ -14,36 +14,25 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION, load_with_overrides
 
 logger = logging.getLogger(__name__)
 
 
-def run_distill_config(cfg, progress: bool = True, resume: str | None = None):
-    """Everything `ophclip distill` does after parsing (also used by ``ophclip demo``)."""
-    from ..train.objectives.distill import distill
-
-    if cfg.data.prompts:
-        from ..datasets.loader import resolve_prompt_file  # lazy: CLI start-up time (pandas)
-
-        cfg.data.prompts = str(resolve_prompt_file(cfg.data.prompts))
-    return distill(cfg, progress=progress, resume=resume)
-
-
 def register(app: typer.Typer) -> None:
-    from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION
-
     @app.command()
     def distill(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES_ARG, resume: str = RESUME_OPTION,
                 progress: bool = PROGRESS_OPTION) -> None:
         """Distil a teacher into a small student vision tower that keeps the teacher's text side (zero-shot prompts)."""
-        from rich.console import Console
-        from rich.table import Table
-
+        # lazy: CLI start-up time (distillation imports torch and the model stack)
         from ..distill import DistillConfig
-        from ._common import load_with_overrides
+        from ..train.objectives.distill import distill as run
 
         cfg = load_with_overrides(DistillConfig, config, overrides)
-        result = run_distill_config(cfg, progress=progress, resume=resume)
+        result = run(cfg, progress=progress, resume=resume)
         params = result.counts["parameters"]
         table = Table(title=f"distilled {cfg.student.name} from {cfg.teacher.pretrained or cfg.teacher.name}")
         table.add_column("measure")

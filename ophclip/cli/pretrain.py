@@ -14,13 +14,15 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION, load_with_overrides
 
 logger = logging.getLogger(__name__)
 
 
 def summary_table(summary: dict):
-    from rich.table import Table
-
     table = Table(title="ophclip pretrain")
     table.add_column("item", style="bold")
     table.add_column("value")
@@ -37,8 +39,6 @@ def summary_table(summary: dict):
 
 
 def register(app: typer.Typer) -> None:
-    from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION, load_with_overrides
-
     @app.command()
     def pretrain(
         config: Path = CONFIG_ARG,
@@ -47,8 +47,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = PROGRESS_OPTION,
     ) -> None:
         """Pretrain a dual encoder on a dataset root (clip level + video level, one optimizer)."""
-        from rich.console import Console
-
+        # lazy: CLI start-up time (training imports torch and the model stack)
         from ..train import PretrainConfig
         from ..train import pretrain as run
 

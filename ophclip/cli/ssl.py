@@ -14,13 +14,15 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION, load_with_overrides
 
 logger = logging.getLogger(__name__)
 
 
 def summary_table(summary: dict):
-    from rich.table import Table
-
     table = Table(title="ophclip ssl")
     table.add_column("item", style="bold")
     table.add_column("value")
@@ -37,8 +39,6 @@ def summary_table(summary: dict):
 
 
 def register(app: typer.Typer) -> None:
-    from ._common import CONFIG_ARG, OVERRIDES_ARG, PROGRESS_OPTION, RESUME_OPTION, load_with_overrides
-
     @app.command()
     def ssl(
         config: Path = CONFIG_ARG,
@@ -47,9 +47,8 @@ def register(app: typer.Typer) -> None:
         progress: bool = PROGRESS_OPTION,
     ) -> None:
         """Self-supervised (DINO/SVT or InfoNCE) pretraining of a vision tower on a dataset root's frame cache."""
-        from rich.console import Console
-
-        from ..ssl import SSLConfig
+        # lazy: CLI start-up time (training imports torch, open_clip and the model stack)
+        from ..ssl.config import SSLConfig
         from ..train.objectives.ssl import run_ssl
 
         cfg = load_with_overrides(SSLConfig, config, overrides)

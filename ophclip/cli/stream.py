@@ -15,6 +15,13 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ophbase.io import atomic_write_json, atomic_write_parquet
+
+from ..config import to_dict
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ def register(app: typer.Typer) -> None:
     def stream(
         model_dir: str = typer.Argument(..., help="Saved model folder (e.g. a distilled student) or model name."),
         source: str = typer.Argument(..., help="Video file, or camera:<index> (PyAV v4l2 input)."),
-        prompts: Path = typer.Option(None, "--prompts", help="Prompt YAML with a phase section."),
+        prompts: Path = typer.Option(None, "--prompts", help="Prompt YAML with a phase section, or a shipped name (synthetic, cataract101, ...)."),
         classifier: Path = typer.Option(None, "--classifier", help="Saved classifier (instead of --prompts)."),
         save_classifier: Path = typer.Option(None, "--save-classifier", help="Write the prompt classifier here."),
         window: int = typer.Option(8, "--window", help="Frames in the causal ring buffer."),
@@ -49,20 +56,12 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="Folder for predictions.parquet and stream.json."),
     ) -> None:
         """Recognise the surgical phase of every frame as it arrives (causal), with latency figures."""
+        # lazy: CLI start-up time (streaming imports torch, PyAV and the model stack; pandas for the table)
         import pandas as pd
-        from rich.console import Console
-        from rich.table import Table
+        import torch
 
-        from ophbase.io import atomic_write_json, atomic_write_parquet
-
-        from ..config import to_dict
-        from ..errors import ConfigError
         from ..stream import PhaseStreamer, StreamConfig, export_vision_onnx, onnx_parity
 
-        if prompts is not None:
-            from ..datasets.loader import resolve_prompt_file  # lazy: CLI start-up time (pandas)
-
-            prompts = resolve_prompt_file(prompts)
         if (prompts is None) == (classifier is None):
             raise ConfigError("give --prompts P.yaml or --classifier FILE (one of the two)")
         cfg = StreamConfig(window=window, ema_alpha=ema, hysteresis_margin=margin, hysteresis_frames=hold)
@@ -73,8 +72,6 @@ def register(app: typer.Typer) -> None:
             streamer.classifier.save(save_classifier)
             console.print(f"classifier: {save_classifier}")
         if export_onnx is not None:
-            import torch
-
             export_vision_onnx(streamer.model, export_onnx)
             pixels = torch.randn(4, 3, streamer.model.image_size, streamer.model.image_size)
             console.print(f"ONNX: {export_onnx} (max |onnx - torch| = {onnx_parity(streamer.model, export_onnx, pixels):.2e})")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from ..errors import DataError
 from .config import BenchmarkConfig
@@ -77,8 +78,6 @@ class ImageListSource:
         self.files = files
 
     def iter_frames(self, video_id, indices, native_fps, batch_size):
-        from PIL import Image
-
         files = self.files.get(video_id)
         if not files:
             raise DataError(f"video {video_id!r} is empty (no images listed)")

@@ -194,3 +194,37 @@ def test_the_checker_sees_arrows_it_must_refuse():
     assert found == {"ophclip.sibling", "benchmarks.run", "ophclip.train"}
     assert _layer("benchmarks.run") > _layer("ophclip.zero_shot")
     assert _layer("ophclip.train.engine") > _layer("ophclip.eval.zero_shot") > _layer("ophclip.model")
+
+
+def _function_imports_without_a_reason(path: Path) -> list[str]:
+    """Imports inside a function body with no ``# lazy:`` comment on them or above their block of imports."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    found = []
+    for func in ast.walk(tree):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            # Walk up over the contiguous imports, blank lines and comments right above this one.
+            row, reason = node.lineno - 1, False
+            while row >= 0:
+                text = lines[row].strip()
+                if "# lazy:" in lines[row]:
+                    reason = True
+                    break
+                if row < node.lineno - 1 and text and not text.startswith(("#", "import ", "from ")):
+                    break
+                row -= 1
+            if not reason:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return sorted(set(found))
+
+
+def test_imports_sit_at_the_top_unless_a_comment_says_why():
+    """An import inside a function is deliberate (an optional dependency, CLI start-up time) and says so."""
+    found = [hit for package in PACKAGES for path in sorted((REPO / package).rglob("*.py"))
+             for hit in _function_imports_without_a_reason(path)]
+    assert not found, "imports inside functions without a `# lazy: <why>` comment:\n" + "\n".join(found)
