@@ -28,11 +28,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: install
 	$(OFFLINE) $(VENV)/bin/ophclip demo --out $(DEMO_OUT)
 
+# Every core runs tests (pytest-xdist); the slowest ten are listed at the end of each run.
+TEST_WORKERS ?= auto
 test: install
-	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(OFFLINE) $(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10 $(PYTEST_ARGS)
 
 test-fast: install
-	$(OFFLINE) $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(OFFLINE) $(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check ophclip data_pipeline retrieval benchmarks tests

@@ -25,6 +25,12 @@ from ophclip.allocator import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()  # as the CLI does: training steps in tests would otherwise spend their time in page faults
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # The cores are shared by the xdist workers: intra-op threads beyond a worker's share only spin-wait.
+    import torch  # noqa: E402
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
