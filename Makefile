@@ -37,7 +37,7 @@ test-fast: install
 	$(OFFLINE) $(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check ophclip data_pipeline retrieval benchmarks tests
+	$(VENV)/bin/ruff check ophbase ophclip data_pipeline retrieval benchmarks tests
 
 doctor: install
 	$(OFFLINE) $(VENV)/bin/ophclip doctor

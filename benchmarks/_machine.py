@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ophbase.io import atomic_write_text
+from ophbase.io import atomic_write_json, atomic_write_text
 
 
 def cpu_model() -> str:
@@ -60,6 +60,14 @@ def command_line(module: str, argv: list[str] | None, drop: tuple[str, ...] = ()
 def write_json(report: dict[str, Any], out: str | Path) -> Path:
     """Write ``report`` to ``out`` atomically, keys in the report's own order (not sorted)."""
     return atomic_write_text(out, json.dumps(report, indent=2, default=str) + "\n")
+
+
+def write_results(out_dir: Path, name: str, result: dict[str, Any], md: str) -> dict[str, Any]:
+    """``<out_dir>/<name>.json`` and ``<name>.md`` (atomically), the table printed: every benchmark's ending."""
+    atomic_write_json(Path(out_dir) / f"{name}.json", result)
+    atomic_write_text(Path(out_dir) / f"{name}.md", md)
+    print(md)
+    return result
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks._machine import command_line
-from ophbase.io import atomic_write_json, atomic_write_text
+from benchmarks._machine import command_line, write_results
+from ophbase.io import atomic_write_json
 from ophclip.allocator import keep_freed_memory
 from ophclip.config import load_config
 
@@ -260,10 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
               "command": command,
               "processor": platform.processor(), "title": args.title, "conditions": data_conditions(synth, root),
               "variants": variants, "table": table, "chance": chance, "rows": rows}
-    atomic_write_json(args.out / "ablation.json", result)
-    atomic_write_text(args.out / "ablation.md", md)
-    print(md)
-    return result
+    return write_results(args.out, "ablation", result, md)
 
 
 if __name__ == "__main__":

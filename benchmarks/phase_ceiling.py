@@ -27,10 +27,9 @@ import torch.nn.functional as F
 
 import ophclip
 from data_pipeline.frame_cache import FrameCache
-from ophbase.io import atomic_write_json, atomic_write_text
 from ophclip.datasets.synthetic import load_synthetic, read_metadata
 
-from ._machine import finish_machine_facts, machine_facts
+from ._machine import finish_machine_facts, machine_facts, write_results
 
 TRAIN_SPLITS = {"narrated_pretrain": ("narrated_pretrain",), "pretrain": ("narrated_pretrain", "silent_pretrain")}
 
@@ -133,14 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
             lines.append(f"| {model_name} | {steps} | {len(rs)} | {a.mean():.3f} ± {a.std():.3f} | "
                          f"{g.mean():.3f} ± {g.std():.3f} | {np.mean([r['train_s'] for r in rs]):.0f} |")
     md = "\n".join(lines) + "\n"
-    print(md)
     result = {"runs": runs, "protocol": f"supervised cross-entropy on the cached frames of {args.train_split}, "
               f"batch {args.batch} frames, AdamW one-cycle lr {args.lr}; test: eval videos at 1 fps",
               "machine": finish_machine_facts(facts)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "phase_ceiling.md", md)
-    atomic_write_json(args.out / "phase_ceiling.json", result)
-    return result
+    return write_results(args.out, "phase_ceiling", result, md)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,13 @@ import numpy as np
 import torch
 
 import ophclip
-from ophbase.io import atomic_write_json, atomic_write_text
+from ophbase.io import atomic_write_json
 from ophclip.datasets import BenchmarkConfig
 from ophclip.eval.config import ModelRef, ProbeConfig
 from ophclip.eval.run import run_probe
 from ophclip.ssl import load_vision_init, ssl_recipe
+
+from ._machine import write_results
 
 
 def tower_folder(out: Path, model_name: str, vision: Path | None, seed: int = 0) -> Path:
@@ -114,12 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     rows = {label: probe_row(folders, args.synth, out / label.replace(" ", "_")) for label, folders in towers.items()}
     md = markdown(rows)
-    atomic_write_text(args.out / "ssl_probe.md", md)
     protocol = f"train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; SSL: {ssl_recipe(args.ssl_vision[0])[1]}"
     result = {"rows": rows, "model_name": args.model_name, "protocol": protocol}
-    atomic_write_json(args.out / "ssl_probe.json", result)
-    print(md)
-    return result
+    return write_results(args.out, "ssl_probe", result, md)
 
 
 if __name__ == "__main__":

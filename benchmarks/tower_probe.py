@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import ophclip
-from benchmarks._machine import command_line
-from ophbase.io import atomic_write_json, atomic_write_text
+from benchmarks._machine import command_line, write_results
 from ophclip.datasets import BenchmarkConfig
 from ophclip.eval.config import ModelRef, ProbeConfig
 from ophclip.eval.run import run_probe
@@ -107,10 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"rows": rows, "order": list(rows), "image_size": args.image_size, "command": command,
               "protocol": "train: narrated_pretrain videos at 1 fps; test: eval videos; 27 phases; "
               "logistic regression (C=1, standardised) and cosine kNN from ophclip.eval.probe"}
-    atomic_write_json(args.out / "tower_probe.json", result)
-    atomic_write_text(args.out / "tower_probe.md", md)
-    print(md)
-    return result
+    return write_results(args.out, "tower_probe", result, md)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ophbase.io import atomic_path, atomic_write_parquet
+from ophbase.video import open_video
 
 from .errors import InputError
 
@@ -34,14 +35,7 @@ def iter_resampled_frames(path: str | Path, fps: float, short_side: int | None) 
     ``short_side`` rescales so that min(H, W) == short_side (None keeps the size).
     """
     path = Path(path)
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise InputError(f"{path}: cannot open video ({e})") from None
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: no video stream")
-        stream = container.streams.video[0]
+    with open_video(path, InputError) as (container, stream):
         stream.thread_type = "AUTO"
         size = None
         prev, prev_t = None, 0.0

@@ -8,6 +8,8 @@ naming the file and the problem.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,21 +31,32 @@ class VideoInfo:
     has_audio: bool
 
 
-def probe_video(path: str | Path, scan: bool = False) -> VideoInfo:
-    """Probe ``path``; with ``scan`` count the packets and reject truncated or empty streams."""
+@contextmanager
+def open_video(path: str | Path, error: type[Exception] = DataError) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The open container and its first video stream; a missing, empty or unreadable file raises ``error``.
+
+    ``error`` lets a package raise its own subclass of :class:`DataError` (the pipeline
+    quarantines ``InputError``; streaming raises ``StreamError``) with the same messages.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: video file not found")
+        raise error(f"{path}: video file not found")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes); re-copy or re-export the video")
+        raise error(f"{path}: empty file (0 bytes); re-copy or re-export the video")
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
-        raise DataError(f"{path}: not a readable video container ({e}); the file is corrupt or truncated") from None
+        raise error(f"{path}: not a readable video container ({e}); the file is corrupt or truncated") from None
     with container:
         if not container.streams.video:
-            raise DataError(f"{path}: no video stream (an audio-only file?)")
-        stream = container.streams.video[0]
+            raise error(f"{path}: no video stream (an audio-only file?)")
+        yield container, container.streams.video[0]
+
+
+def probe_video(path: str | Path, scan: bool = False) -> VideoInfo:
+    """Probe ``path``; with ``scan`` count the packets and reject truncated or empty streams."""
+    path = Path(path)
+    with open_video(path) as (container, stream):
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         declared = container.duration / 1e6 if container.duration else None
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)

@@ -9,8 +9,7 @@ until a model is actually needed::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ophbase.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -38,14 +37,4 @@ _LAZY_EXPORTS = {
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ophclip' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY_EXPORTS)

@@ -50,6 +50,7 @@ from safetensors.torch import save_file
 
 from data_pipeline.synth.preview import read_phase_segments
 from ophbase.io import atomic_path
+from ophbase.video import open_video
 
 from .classifier import build_zero_shot_classifier, logit_scale_of
 from .errors import ConfigError, DataError, ModelError
@@ -249,16 +250,7 @@ def iter_video_file(path: str | Path, strict: bool = True, tolerance: int = 1) -
     ``tolerance``) raises :class:`StreamError` after its last readable frame.
     """
     path = Path(path)
-    if not path.is_file():
-        raise StreamError(f"{path}: video file not found")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise StreamError(f"{path}: cannot open video ({e}); check that it is a complete video file") from None
-    with container:
-        if not container.streams.video:
-            raise StreamError(f"{path}: no video stream in this file")
-        stream = container.streams.video[0]
+    with open_video(path, StreamError) as (container, stream):
         declared = int(stream.frames or 0)
         n = 0
         try:

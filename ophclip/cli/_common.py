@@ -17,6 +17,10 @@ RESUME_OPTION = typer.Option(
     None, "--resume", help="'latest' (the run's latest checkpoint, if any), 'best', or a checkpoint path."
 )
 PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+# The evaluation commands' model and output options.
+MODEL_OPTION = typer.Option(None, "--model", help="Model name (ophclip.list_models()) or save_pretrained folder.")
+PRETRAINED_OPTION = typer.Option(None, "--pretrained", help="Weights: saved folder or open_clip tag.")
+OUT_OPTION = typer.Option(None, "--out", help="Output folder.")
 
 
 def load_with_overrides(cls: type[T], config: Path | None, overrides: list[str] | None) -> T:

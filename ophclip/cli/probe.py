@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
-from ._common import OVERRIDES_ARG, load_with_overrides
+from ._common import MODEL_OPTION, OUT_OPTION, OVERRIDES_ARG, PRETRAINED_OPTION, load_with_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ def register(app: typer.Typer) -> None:
     def probe(
         config: Path = typer.Argument(None, help="YAML config (configs/eval_probe_*.yaml); optional."),
         overrides: list[str] = OVERRIDES_ARG,
-        model: str = typer.Option(None, "--model", help="Model name or save_pretrained folder."),
-        pretrained: str = typer.Option(None, "--pretrained", help="Weights: saved folder or open_clip tag."),
-        out: Path = typer.Option(None, "--out", help="Output folder."),
+        model: str = MODEL_OPTION,
+        pretrained: str = PRETRAINED_OPTION,
+        out: Path = OUT_OPTION,
     ) -> None:
         """Linear probe (logistic regression) on frozen features with 1%/10%/100% of training videos."""
         # lazy: CLI start-up time (the probe pulls in torch, scikit-learn and pandas)

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._common import OVERRIDES_ARG, load_with_overrides
+from ._common import MODEL_OPTION, OUT_OPTION, OVERRIDES_ARG, PRETRAINED_OPTION, load_with_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Argument(None, help="YAML config (configs/eval_*.yaml); optional."),
         overrides: list[str] = OVERRIDES_ARG,
         prompts: Path = typer.Option(None, "--prompts", help="Prompt YAML, or a shipped one by name (ophclip/prompts/)."),
-        model: str = typer.Option(None, "--model", help="Model name (ophclip.list_models()) or save_pretrained folder."),
-        pretrained: str = typer.Option(None, "--pretrained", help="Weights: saved folder or open_clip tag."),
-        out: Path = typer.Option(None, "--out", help="Output folder."),
+        model: str = MODEL_OPTION,
+        pretrained: str = PRETRAINED_OPTION,
+        out: Path = OUT_OPTION,
         benchmark: str = typer.Option(None, "--benchmark", help="synthetic, cataract101, cataracts, ophnet, ..."),
         root: Path = typer.Option(None, "--root", help="Benchmark dataset folder (or file)."),
         split: str = typer.Option(None, "--split", help="Evaluate only this split."),

@@ -13,21 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from .config import BenchmarkConfig
 from .labels import FrameLabels
 from .parsing import (
-    annotation_files,
-    check_annotation_length,
     lookup_labels,
-    per_frame_labels,
     read_class_list,
     read_frame_column,
     read_table,
 )
 from .registry import LoadedBenchmark, from_videos, register_adapter
-from .sources import frame_count_of, video_files
+from .sources import phase_labels_from_csvs
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +50,11 @@ def load_cataract21(
     frame_tolerance: int = 1,
     name: str = "cataract21",
 ) -> FrameLabels:
-    videos = video_files(video_dir)
-    rows, labels = [], {}
-    for path in annotation_files(annotation_dir, what="Cataract-21 annotation"):
-        vid = path.stem
-        frames, lab = read_frame_label_csv(path, class_names, frame_base)
-        n_video, video_fps, source = frame_count_of(vid, videos)
-        n = check_annotation_length(frames, n_video, path, vid, source, frame_tolerance)
-        labels[vid] = per_frame_labels(frames, lab, n, path, "frame", vid)
-        rows.append({"video_id": vid, "n_frames": n, "fps": video_fps or fps, "split": "", "source": source,
-                     "annotation": str(path)})
-    return FrameLabels(name, "phase", list(class_names), pd.DataFrame(rows), labels)
+    return phase_labels_from_csvs(
+        annotation_dir, video_dir, lambda path: read_frame_label_csv(path, class_names, frame_base),
+        what="Cataract-21 annotation", frame_column="frame", fps=fps, class_names=class_names,
+        frame_tolerance=frame_tolerance, name=name,
+    )
 
 
 @dataclass

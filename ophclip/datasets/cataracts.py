@@ -41,7 +41,7 @@ from .parsing import (
     read_table,
 )
 from .registry import LoadedBenchmark, from_videos, register_adapter
-from .sources import frame_count_of, video_files
+from .sources import frame_count_of, phase_labels_from_csvs, video_files
 
 logger = logging.getLogger(__name__)
 
@@ -112,17 +112,11 @@ def load_cataracts_steps(
     ``fps`` is the annotation rate (CATARACTS videos are 30 fps); with ``video_dir``
     the videos' own rate and frame count are used and checked against the CSVs.
     """
-    videos = video_files(video_dir)
-    rows, labels = [], {}
-    for path in annotation_files(steps_dir, what="CATARACTS steps"):
-        vid = path.stem
-        frames, steps = read_step_csv(path, len(class_names), frame_base)
-        n_video, video_fps, source = frame_count_of(vid, videos)
-        n = check_annotation_length(frames, n_video, path, vid, source, frame_tolerance)
-        labels[vid] = per_frame_labels(frames, steps, n, path, "Frame", vid)
-        rows.append({"video_id": vid, "n_frames": n, "fps": video_fps or fps, "split": "", "source": source,
-                     "annotation": str(path)})
-    return FrameLabels(name, "phase", list(class_names), pd.DataFrame(rows), labels)
+    return phase_labels_from_csvs(
+        steps_dir, video_dir, lambda path: read_step_csv(path, len(class_names), frame_base),
+        what="CATARACTS steps", frame_column="Frame", fps=fps, class_names=class_names,
+        frame_tolerance=frame_tolerance, name=name,
+    )
 
 
 def load_cataracts_tools(

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from ..errors import DataError
 from .config import BenchmarkConfig
@@ -39,7 +38,7 @@ from .parsing import (
     read_table,
 )
 from .registry import LoadedBenchmark, from_videos, register_adapter
-from .sources import frame_count_of, stack_frames, video_files
+from .sources import frame_count_of, read_rgb, stack_frames, video_files
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +84,7 @@ class ImageListSource:
             pos = np.arange(s, min(s + batch_size, len(indices)))
             frames = []
             for p in pos:
-                path = files[int(indices[p])]
-                try:
-                    with Image.open(path) as im:
-                        frames.append(np.asarray(im.convert("RGB")))
-                except OSError as e:
-                    raise DataError(f"{path}: cannot read image ({e})") from None
+                frames.append(read_rgb(files[int(indices[p])]))
             yield pos, stack_frames(frames, f"video {video_id!r}")
 
 

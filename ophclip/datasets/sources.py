@@ -11,11 +11,12 @@ checked against the annotations.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from data_pipeline.errors import InputError
@@ -24,7 +25,7 @@ from ophbase.video import probe_video
 
 from ..errors import DataError
 from .labels import FrameLabels
-from .parsing import natural_key
+from .parsing import annotation_files, check_annotation_length, natural_key, per_frame_labels
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,35 @@ def frame_count_of(video_id: str, videos: Mapping[str, Path]) -> tuple[int | Non
     if n == 0:
         raise DataError(f"{path}: video {video_id!r} is empty (no frames); remove it from the benchmark")
     return n, fps, str(path)
+
+
+def phase_labels_from_csvs(
+    folder: str | Path,
+    video_dir: str | Path | None,
+    read: Callable[[Path], tuple[np.ndarray, np.ndarray]],
+    *,
+    what: str,
+    frame_column: str,
+    fps: float,
+    class_names: Sequence[str],
+    frame_tolerance: int,
+    name: str,
+) -> FrameLabels:
+    """Per-frame phase labels from a folder of one annotation CSV per video (``read(path) -> (frames, labels)``).
+
+    With ``video_dir`` each video's own frame count and rate are used and checked against its CSV.
+    """
+    videos = video_files(video_dir)
+    rows, labels = [], {}
+    for path in annotation_files(folder, what=what):
+        vid = path.stem
+        frames, lab = read(path)
+        n_video, video_fps, source = frame_count_of(vid, videos)
+        n = check_annotation_length(frames, n_video, path, vid, source, frame_tolerance)
+        labels[vid] = per_frame_labels(frames, lab, n, path, frame_column, vid)
+        rows.append({"video_id": vid, "n_frames": n, "fps": video_fps or fps, "split": "", "source": source,
+                     "annotation": str(path)})
+    return FrameLabels(name, "phase", list(class_names), pd.DataFrame(rows), labels)
 
 
 def check_video_frame_counts(labels: FrameLabels, tolerance: int = 1) -> None:
@@ -152,6 +182,15 @@ class ArraySource:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 ``(H, W, 3)``; an unreadable one is a :class:`DataError` naming it."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read image ({e})") from None
+
+
 def stack_frames(frames: list[np.ndarray], where: Path | str) -> np.ndarray:
     """One (B, H, W, 3) array; images of different sizes in one video are an error naming the folder."""
     shapes = {f.shape for f in frames}
@@ -190,12 +229,7 @@ class FrameFolderSource:
             pos = positions[s : s + batch_size]
             frames = []
             for p in pos:
-                path = files[int(file_idx[p])]
-                try:
-                    with Image.open(path) as im:
-                        frames.append(np.asarray(im.convert("RGB")))
-                except OSError as e:
-                    raise DataError(f"{path}: cannot read image ({e})") from None
+                frames.append(read_rgb(files[int(file_idx[p])]))
             yield pos, stack_frames(frames, self.root / video_id)
 
 

@@ -20,8 +20,7 @@ importing the package, or one of its config classes, does not import torch::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ophbase.lazy import lazy_attributes
 
 _WHERE = {
     "BenchmarkConfig": "config",
@@ -69,14 +68,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

@@ -12,6 +12,8 @@ import importlib
 import warnings
 from typing import Any
 
+from ophbase.lazy import lazy_attributes
+
 # Names load on first use (PEP 562), so that ``ophclip.train.config`` can read the
 # data-only ``ssl.config`` without importing the views, head and open_clip.
 _WHERE = {
@@ -35,13 +37,14 @@ _WHERE = {
 _MOVED = {"SSLTrainer", "run_ssl"}
 
 
+_lazy_getattr, __dir__ = lazy_attributes(__name__, _WHERE)
+
+
 def __getattr__(name: str) -> Any:
     if name in _MOVED:
         warnings.warn(f"ophclip.ssl.{name} moved to ophclip.train.objectives.ssl.{name}", DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module("ophclip.train.objectives.ssl"), name)
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    return _lazy_getattr(name)
 
 
 __all__ = sorted(_WHERE)

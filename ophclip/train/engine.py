@@ -189,6 +189,12 @@ def _batched(value: Any, size: int) -> bool:
     return isinstance(value, (torch.Tensor, list, tuple, np.ndarray)) and len(value) == size
 
 
+def delegate(name: str, doc: str | None = None) -> property:
+    """A property of an engine facade (``Trainer.model``) that reads and writes the objective's ``name``."""
+    return property(lambda self: getattr(self.objective, name),
+                    lambda self, value: setattr(self.objective, name, value), doc=doc or f"The objective's ``{name}``.")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -17,7 +17,7 @@ import torch
 from ..distributed import DistInfo, init_distributed, shutdown
 from ..memory import RetrievalHook
 from .config import PretrainConfig, validate
-from .engine import Engine, EngineSettings, seed_everything
+from .engine import Engine, EngineSettings, delegate, seed_everything
 from .objectives.contrastive import Components, ContrastiveObjective
 
 
@@ -58,37 +58,13 @@ class Trainer(Engine):
         super().__init__(objective, engine_settings(cfg), config=cfg, resume=resume, dist=dist)
 
     # The objective's parts, by the names the first trainer gave them.
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.objective.model
-
-    @property
-    def components(self) -> Components:
-        return self.objective.components
-
-    @property
-    def levels(self):
-        return self.objective.levels
-
-    @property
-    def text_cache(self):
-        return self.objective.text_cache
-
-    @property
-    def retrieval(self) -> RetrievalHook:
-        return self.objective.retrieval
-
-    @property
-    def ssl_aux(self):
-        return self.objective.ssl_aux
-
-    @property
-    def schedule(self):
-        return self.objective.schedule
-
-    @schedule.setter
-    def schedule(self, value) -> None:
-        self.objective.schedule = value
+    model = delegate("model")
+    components = delegate("components")
+    levels = delegate("levels")
+    text_cache = delegate("text_cache")
+    retrieval = delegate("retrieval")
+    ssl_aux = delegate("ssl_aux")
+    schedule = delegate("schedule", "The level schedule; a benchmark may pin one level.")
 
     def next_batch(self, level: str) -> dict[str, Any]:
         """The next batch of ``level`` for this rank; advances the level's data position."""

@@ -194,7 +194,7 @@ def test_video_that_ends_early_is_an_error_after_its_readable_frames(tmp_path):
 def test_video_that_cannot_be_opened_is_an_error(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"this is not a video" * 20)
-    with pytest.raises(StreamError, match=r"bad\.mp4: cannot open video"):
+    with pytest.raises(StreamError, match=r"bad\.mp4: not a readable video container"):
         list(iter_video_file(bad))
     with pytest.raises(StreamError, match="not found"):
         list(iter_video_file(tmp_path / "missing.mp4"))

@@ -39,7 +39,7 @@ from ...distill import (
 )
 from ...distributed import DistInfo
 from ...errors import DataError
-from ..engine import Engine, EngineSettings, Objective, seed_everything
+from ..engine import Engine, EngineSettings, Objective, delegate, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +189,7 @@ class DistillTrainer(Engine):
         seed_everything(cfg.train.seed)
         super().__init__(DistillObjective(cfg, dist.device), engine_settings(cfg), config=cfg, resume=resume, dist=dist)
 
-    @property
-    def student(self):
-        return self.objective.student
+    student = delegate("student")
 
 
 def distill(cfg: DistillConfig, *, progress: bool = True, resume: str | Path | None = None) -> DistillResult:

@@ -46,7 +46,7 @@ from ...ssl.loss import SSLLoss, teacher_temperature
 from ...ssl.monitor import KNNProbe, SSLCollapseError, spread_ratio
 from ...ssl.views import MultiCropVideoViews, collate_views, ssl_video_ids, view_transforms
 from ...transforms import build_transforms
-from ..engine import Engine, EngineSettings, Objective, seed_everything
+from ..engine import Engine, EngineSettings, Objective, delegate, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -305,21 +305,10 @@ class SSLTrainer(Engine):
         objective = SSLObjective(cfg, dist.device, video_ids)
         super().__init__(objective, engine_settings(cfg), config=cfg, resume=resume, dist=dist)
 
-    @property
-    def student(self):
-        return self.objective.student
-
-    @property
-    def teacher(self):
-        return self.objective.teacher
-
-    @property
-    def loss(self) -> SSLLoss:
-        return self.objective.loss_fn
-
-    @property
-    def views(self):
-        return self.objective.views
+    student = delegate("student")
+    teacher = delegate("teacher")
+    loss = delegate("loss_fn", "The SSL loss module (its DINO centre).")
+    views = delegate("views")
 
     def batch(self, step: int) -> dict[str, Any]:
         return self.objective.next_batch(step)
