@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError
+
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -77,6 +79,20 @@ def atomic_copy(src: str | Path, dst: str | Path) -> Path:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)
+
+
+def read_json(path: str | Path, error: type[Exception] = DataError, missing: str = "") -> Any:
+    """A JSON file's content; a missing file or invalid JSON raises ``error`` naming the file.
+
+    ``missing`` says what the file should have been and how to make one, for the error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path} not found" + (f": {missing}" if missing else ""))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

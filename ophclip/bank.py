@@ -8,7 +8,6 @@ is the command line over these; the demo and the ablation call them directly.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from matplotlib.figure import Figure
 
 from data_pipeline.frame_cache import FrameCache, iter_resampled_frames
 from data_pipeline.manifests import read_manifest
-from ophbase.io import atomic_path, atomic_write_json
+from ophbase.io import atomic_path, atomic_write_json, read_json
 from retrieval import MemoryBank, label_agreement
 
 from . import __version__
@@ -70,12 +69,8 @@ def build_bank(
 
 
 def read_build_info(bank_dir: Path) -> dict:
-    path = Path(bank_dir) / BUILD_JSON
-    if not path.is_file():
-        raise DataError(
-            f"{path} not found: {bank_dir} was not written by `ophclip bank build`; pass --checkpoint and --root"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(Path(bank_dir) / BUILD_JSON, DataError,
+                     f"{bank_dir} was not written by `ophclip bank build`; pass --checkpoint and --root")
 
 
 def query_bank(

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
-from ophbase.io import atomic_path, atomic_write_text
+from ophbase.io import atomic_path, atomic_write_text, read_json
 
 from .errors import ModelError
 from .model_card import render_model_card
@@ -448,14 +448,8 @@ class OphCLIP(nn.Module):
 def load_saved_config(folder: Path) -> OphCLIPConfig:
     """Read the config of a saved model folder; its HF text tower is pointed at ``folder/text_tower``."""
     path = folder / CONFIG_FILENAME
-    if not path.is_file():
-        raise ModelError(
-            f"{folder} is not a saved OphCLIP model (no {CONFIG_FILENAME}); save one with model.save_pretrained"
-        )
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{path}: not valid JSON: {e}") from None
+    missing = f"{folder} is not a saved OphCLIP model; save one with model.save_pretrained"
+    record = read_json(path, ModelError, missing)
     config = OphCLIPConfig.from_dict(record.get("config", {}), source=str(path))
     if isinstance(config.text_cfg, HFTextCfg):
         config.text_cfg.hf_model_path = str(folder / TEXT_TOWER_DIRNAME)

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ophbase.io import atomic_path, atomic_write_text
+from ophbase.io import atomic_path, atomic_write_text, read_json
 
 from .convert import as_float32_rows, as_id_list, l2_normalized
 from .errors import MemoryBankError
@@ -355,12 +355,9 @@ class MemoryBank:
         """Read a bank written by :meth:`save`; checks that the index and id table agree."""
         directory = Path(directory)
         meta_path = directory / BANK_FILE
-        if not meta_path.is_file():
-            raise MemoryBankError(
-                f"{directory}: no {BANK_FILE}, so not a memory bank folder (build one with `ophclip bank build`)"
-            )
+        meta = read_json(meta_path, MemoryBankError, f"{directory} is not a memory bank folder (build one with "
+                         "`ophclip bank build`)")
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             dim, kind, count = int(meta["dim"]), meta["index"], int(meta["count"])
             params, ids_file, index_file = meta.get("index_params", {}), meta["ids_file"], meta["index_file"]
             next_label = int(meta["next_label"])

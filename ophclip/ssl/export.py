@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ophbase.io import atomic_path, atomic_write_text
+from ophbase.io import atomic_path, atomic_write_text, read_json
 
 from ..errors import ModelError
 
@@ -56,10 +56,7 @@ def save_vision(
 def ssl_recipe(folder: str | Path) -> tuple[str, str]:
     """(registry model name, ``"<method> <steps> steps"``) of a ``vision/`` folder, from the
     record :func:`save_vision` wrote; benchmarks label their rows with it."""
-    path = Path(folder) / VISION_CONFIG
-    if not path.is_file():
-        raise ModelError(f"{path} not found; give the vision/ folder an `ophclip ssl` run wrote")
-    record = json.loads(path.read_text())
+    record = read_json(Path(folder) / VISION_CONFIG, ModelError, "give the vision/ folder an `ophclip ssl` run wrote")
     ssl = record.get("training_info", {}).get("ssl", {})
     return record["model_name"], f"{ssl.get('method', 'ssl')} {ssl.get('steps', '?')} steps"
 

@@ -230,7 +230,7 @@ def test_query_errors_are_one_clean_line(setup, tmp_path):
     from ophclip.errors import OphclipError  # the one root the CLI prints as a line
 
     result = runner.invoke(app, ["bank", "query", str(tmp_path), "--text", "x"])
-    assert isinstance(result.exception, OphclipError) and "no bank.json" in str(result.exception)
+    assert isinstance(result.exception, OphclipError) and "bank.json not found" in str(result.exception)
     result = runner.invoke(app, ["bank", "query", str(tmp_path)])
     assert isinstance(result.exception, OphclipError) and "exactly one of --text or --video" in str(
         result.exception

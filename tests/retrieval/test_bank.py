@@ -170,7 +170,7 @@ def test_save_replaces_old_generation_and_survives_a_failed_save(tmp_path, monke
 
 
 def test_load_rejects_missing_and_inconsistent_folders(tmp_path):
-    with pytest.raises(MemoryBankError, match="no bank.json"):
+    with pytest.raises(MemoryBankError, match="bank.json not found: .* is not a memory bank folder"):
         MemoryBank.load(tmp_path)
     ids, x = random_data(20)
     bank = MemoryBank(DIM)
