@@ -54,7 +54,11 @@ def _root(
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     if debug:
         level = logging.DEBUG
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    if console.is_terminal:
+        logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    else:
+        # Piped into a file or a CI log: whole lines with a timestamp, so paths stay on one line and grep works.
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Library INFO lines (stage summaries) are useful by default; third-party chatter is not.
     for name in ("ophclip", "data_pipeline", "retrieval", "benchmarks"):
         logging.getLogger(name).setLevel(min(level, logging.INFO))
