@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pandas as pd
 import torch
@@ -37,6 +36,7 @@ import torch
 from benchmarks._machine import finish_machine_facts, machine_facts, markdown_table, write_json
 from benchmarks.perf_train_step import DEFAULT_DATA, _BatchRecorder, _FixedLevel, ensure_dataset
 from benchmarks.perf_train_step import make_trainer as make_benchmark_trainer
+from ophbase.video import open_video
 from ophclip.data import LevelBatchSampler, collate
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ def decode_frames_at(path: str | Path, times: np.ndarray, width: int, height: in
     """
     order = np.argsort(times)
     picked: list[Any] = [None] * len(times)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    with open_video(path) as (container, stream):
         container.seek(max(0, int(float(times[order[0]]) / stream.time_base)), stream=stream, backward=True)
         i, prev = 0, None
         for frame in container.decode(stream):

@@ -12,13 +12,13 @@ import io
 import logging
 from pathlib import Path
 
-import av
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ophbase.io import atomic_write_bytes
+from ophbase.video import open_video
 
 from ..errors import InputError
 from .taxonomy import SURGERY_TYPES
@@ -50,8 +50,8 @@ def read_frames(path: str | Path, indices: list[int]) -> dict[int, np.ndarray]:
     """Decoded RGB frames at the given 0-based frame indices."""
     wanted = set(indices)
     out: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
+    with open_video(path) as (container, stream):
+        for i, frame in enumerate(container.decode(stream)):
             if i in wanted:
                 out[i] = frame.to_ndarray(format="rgb24")
                 if len(out) == len(wanted):
