@@ -18,20 +18,29 @@ from ..memory import NoRetrieval, RetrievalHook
 from .config import PretrainConfig, validate
 from .engine import Engine, EngineSettings, Objective, TrainingDivergedError
 from .objectives.contrastive import Components, ContrastiveObjective, build_components
+from .objectives.distill import DistillObjective, DistillResult, DistillTrainer, distill
+from .objectives.ssl import SSLObjective, SSLTrainer, run_ssl
 from .trainer import Trainer, pretrain
 
 __all__ = [
     "Components",
     "ContrastiveObjective",
+    "DistillObjective",
+    "DistillResult",
+    "DistillTrainer",
     "Engine",
     "EngineSettings",
     "NoRetrieval",
     "Objective",
     "PretrainConfig",
     "RetrievalHook",
+    "SSLObjective",
+    "SSLTrainer",
     "Trainer",
     "TrainingDivergedError",
     "build_components",
+    "distill",
     "pretrain",
+    "run_ssl",
     "validate",
 ]

@@ -440,7 +440,11 @@ class Engine:
         finally:
             bar.close()
             self.run_logger.close()
-        return self._finish() if self.step >= s.steps else self.summary()
+        if self.step < s.steps:  # stopped early on purpose: resumable, nothing final is written
+            if self.dist.is_main:
+                self._write_run_json("stopped")
+            return self.summary()
+        return self._finish()
 
     def _log(self) -> dict[str, Any]:
         """Losses are means over the steps since the last log line; other values are the last step's."""

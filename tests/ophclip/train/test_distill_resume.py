@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 from conftest import TINY_MODEL_NAME
@@ -26,6 +28,9 @@ def test_stop_then_resume_latest_equals_an_uninterrupted_run(dataset_root, tiny_
     full.fit(progress=False)
     first = DistillTrainer(_config(dataset_root, tmp_path / "split", "train.save_every=100"))
     first.fit(progress=False, stop_at=3)  # as if killed after step 3: a checkpoint is written at the stop
+    run = json.loads((tmp_path / "split" / "run.json").read_text())
+    assert (run["status"], run["step"], run["objective"]) == ("stopped", 3, "distill")
+    assert not (tmp_path / "split" / "student").exists()  # nothing final before the last step
     # The second half is a new process in spirit: new objects and a scrambled global RNG.
     torch.manual_seed(1234)
     np.random.seed(99)
@@ -41,3 +46,4 @@ def test_stop_then_resume_latest_equals_an_uninterrupted_run(dataset_root, tiny_
     fresh = DistillTrainer(_config(dataset_root, tmp_path / "fresh"))
     assert any(not torch.equal(v, fresh.student.state_dict()[k]) for k, v in a.items())
     assert (tmp_path / "split" / "student" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "split" / "run.json").read_text())["status"] == "finished"
