@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -171,3 +175,22 @@ def reference_loss(level, features, logit_scale, neighbours=None):
     video = infonce(features["video"], features["text"])
     narration = infonce(features["video"], features["narration"])
     return {"total": video + narration, "video_title": video, "video_narration": narration}
+
+
+def offline_env() -> dict[str, str]:
+    """The environment of a training subprocess: offline hubs, one thread (the cores are shared)."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def kill_after_first_checkpoint(command: list[str], output_dir: Path, timeout_s: float = 240) -> int:
+    """Start ``command`` (a training run writing ``output_dir``), SIGKILL it once its first checkpoint
+    exists, and return the step that checkpoint holds."""
+    proc = subprocess.Popen(command, env=offline_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = output_dir / "checkpoints" / "latest.pt"
+    deadline = time.monotonic() + timeout_s
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
+    return int(torch.load(latest, weights_only=True)["step"])

@@ -3,16 +3,13 @@ where an uninterrupted run ends (the contrastive objective's own test is test_tr
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL_NAME
+from conftest import TINY_MODEL_NAME, kill_after_first_checkpoint, offline_env
 
 from ophclip.config import load_config, save_config
 from ophclip.distill import DistillConfig
@@ -57,9 +54,6 @@ def _command(verb: str, config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-c", "from ophclip.cli import main; main()", verb, str(config), "--no-progress", *extra]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
 
 @pytest.mark.slow  # four CLI processes per objective, about 40 s on 2 shared cores
 @pytest.mark.parametrize("verb", sorted(OBJECTIVES))
@@ -72,22 +66,15 @@ def test_sigkill_then_resume_latest_equals_an_uninterrupted_run(verb, dataset_ro
         paths[name] = path
     killed_out, straight_out = tmp_path / "killed", tmp_path / "straight"
 
-    proc = subprocess.Popen(_command(verb, paths["killed"]), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed_at = kill_after_first_checkpoint(_command(verb, paths["killed"]), killed_out)
     latest = killed_out / "checkpoints" / "latest.pt"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
-    killed_at = torch.load(latest, weights_only=True)["step"]
     assert 0 < killed_at < STEPS
 
-    resumed = subprocess.run(_command(verb, paths["killed"], "--resume", "latest"), env=_env(), capture_output=True,
+    resumed = subprocess.run(_command(verb, paths["killed"], "--resume", "latest"), env=offline_env(), capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {latest} at step {killed_at}" in resumed.stderr
-    done = subprocess.run(_command(verb, paths["straight"]), env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_command(verb, paths["straight"]), env=offline_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
     a = torch.load(straight_out / "checkpoints" / "latest.pt", weights_only=True)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import kill_after_first_checkpoint, offline_env, tiny_overrides
 
 from ophclip.config import load_config, save_config
 from ophclip.train import PretrainConfig
@@ -23,9 +20,6 @@ STEPS = 24
 def _command(config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "ophclip.train", str(config), "--no-progress", *extra]
 
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _config(dataset_root, tiny_model_config, out: Path, tmp_path: Path) -> Path:
@@ -50,21 +44,14 @@ def test_sigkill_then_resume_latest_equals_an_uninterrupted_run(dataset_root, ti
     straight = _config(dataset_root, tiny_model_config, straight_out, tmp_path)
     killed = _config(dataset_root, tiny_model_config, killed_out, tmp_path)
 
-    proc = subprocess.Popen(_command(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed_at = kill_after_first_checkpoint(_command(killed), killed_out)
     latest = killed_out / "checkpoints" / "latest.pt"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
-    killed_at = torch.load(latest, weights_only=True)["step"]
     assert 0 < killed_at < STEPS
 
-    resumed = subprocess.run(_command(killed, "--resume", "latest"), env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_command(killed, "--resume", "latest"), env=offline_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {latest} at step {killed_at}" in resumed.stderr
-    done = subprocess.run(_command(straight), env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_command(straight), env=offline_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
     a, b = _weights(straight_out), _weights(killed_out)
