@@ -1,4 +1,4 @@
-"""One device resolver: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> ``torch.device``."""
+"""One device resolver: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps`` -> ``torch.device``."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0, key
             raise ConfigError(f"{key} = {device!r} but CUDA is not available; use {key}=cpu")
         if device == "cuda":
             device = f"cuda:{local_rank}"
+    elif device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"{key} = 'mps' but this torch has no usable Apple GPU; use {key}=cpu")
     elif device != "cpu":
-        raise ConfigError(f"{key} = {device!r}; expected auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"{key} = {device!r}; expected auto, cpu, cuda, cuda:N or mps")
     return torch.device(device)
 
 

@@ -29,26 +29,30 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
 
     ``suffix`` is appended to the temporary name for writers that infer the format from
     the extension (``np.save``, ``savefig``). The temporary may be a file or a folder; a
-    folder replaces an existing folder of the same name. On error it is removed and the
-    old ``path`` is untouched.
+    folder replaces an existing folder of the same name (the old one is moved aside to
+    ``.name.old`` for the swap, and moved back by the next write if a crash fell between).
+    On error the temporary is removed and the old ``path`` is untouched. One writer per
+    path at a time: the temporary's name is fixed, so a stale one from a killed run is reused.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{suffix}")
+    old = path.with_name(f".{path.name}.old")
+    if old.exists() and not path.exists():
+        os.replace(old, path)  # a crash between the two renames below: the old folder comes back
     _remove(tmp)
     try:
         yield tmp
-        if tmp.is_file():
-            _fsync(tmp)
+        _fsync_tree(tmp)
         if tmp.is_dir() and path.is_dir():
             # os.replace cannot overwrite a non-empty folder: move the old one aside first.
-            old = path.with_name(f".{path.name}.old")
             _remove(old)
             os.replace(path, old)
             os.replace(tmp, path)
             _remove(old)
         else:
             os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a power loss
     except BaseException:
         _remove(tmp)
         raise
@@ -104,9 +108,27 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+def _fsync_tree(path: Path) -> None:
+    """fsync a file, or every file of a folder and the folders themselves, so the rename moves data on disk."""
+    if path.is_file():
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+    elif path.is_dir():
+        for child in path.rglob("*"):
+            if child.is_file():
+                with open(child, "rb+") as f:
+                    os.fsync(f.fileno())
+            elif child.is_dir():
+                _fsync_dir(child)
+        _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:

@@ -79,7 +79,10 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(loaded).__name__}")
         data = loaded
-    data = apply_overrides(data, overrides)
+    # Old keys move before the overrides apply, so an override in the new spelling wins over an
+    # old-spelled file (e.g. the config.yaml of a run made before a section was renamed).
+    data = _move_renamed_keys(cls, data, source, "")
+    data = apply_overrides(data, [_renamed_override(cls, item) for item in overrides])
     return from_dict(cls, data, source=source)
 
 
@@ -136,6 +139,17 @@ def from_dict(cls: type[T], data: Any, source: str = "<dict>", prefix: str = "")
         raise ConfigError(f"{source}: {prefix or cls.__name__}: {e}") from None
 
 
+def _renamed_override(cls: type, item: str) -> str:
+    """``item`` (``key=value``) with an old key of ``cls.RENAMED_KEYS`` rewritten to its new name."""
+    key, sep, value = item.partition("=")
+    for old, new in getattr(cls, "RENAMED_KEYS", {}).items():
+        if key.strip() == old or key.strip().startswith(old + "."):
+            renamed = new + key.strip()[len(old):]
+            warnings.warn(f"override {key.strip()} is deprecated; write {renamed}", FutureWarning, stacklevel=4)
+            return f"{renamed}{sep}{value}"
+    return item
+
+
 def _move_renamed_keys(cls: type, data: dict[str, Any], source: str, prefix: str) -> dict[str, Any]:
     """``data`` with every old key of ``cls.RENAMED_KEYS`` moved to its new place (sections are merged)."""
     renamed: dict[str, str] = getattr(cls, "RENAMED_KEYS", {})
@@ -145,9 +159,11 @@ def _move_renamed_keys(cls: type, data: dict[str, Any], source: str, prefix: str
     where = f"{prefix}." if prefix else ""
     for old, new in renamed.items():
         value = _pop(data, old)
-        if value is _MISSING:
+        if value is _MISSING or value is None:  # an empty old section moves nothing
             continue
         current = _get(data, new)
+        if current is None:
+            current = _MISSING
         if isinstance(value, dict) and isinstance(current, dict):
             clash = sorted(k for k in value if k in current and current[k] != value[k])
             merged = {**value, **current}

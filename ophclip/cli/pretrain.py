@@ -31,7 +31,8 @@ def summary_table(summary: dict):
         last = summary["last_loss"].get(key, float("nan"))
         table.add_row(key, f"{first:.4f} -> {last:.4f}")
     table.add_row("samples/s (median)", f"{summary['samples_per_s']:.1f}")
-    table.add_row("best clip loss", f"{summary['best_metric']:.4f}")
+    if summary["best_metric"] is not None:
+        table.add_row("best clip loss", f"{summary['best_metric']:.4f}")
     out = Path(summary["output_dir"])
     table.add_row("model", str(out / "final"))
     table.add_row("checkpoints", str(out / "checkpoints"))

@@ -13,10 +13,12 @@ step (an EMA teacher, a clamped logit scale), and saves its artefacts at the end
 One step::
 
     batch = objective.next_batch(step)
+    objective.prepare_step()                             # before any graph exists (a bank refresh)
     features = objective.features(batch)                 # per micro-batch, see below
     inputs = objective.step_inputs(batch, features)      # once per step (e.g. retrieved neighbours)
     losses = objective.loss(features, inputs, last)      # {"total": ..., term: ...}
-    backward; objective.before_optimizer_step(); clip; optimizer.step(); objective.after_optimizer_step()
+    backward; objective.reduce_gradients(); clip; objective.before_optimizer_step(); optimizer.step();
+    objective.after_optimizer_step()
 
 Exactness: schedules are pure functions of the step, the objective's data order is a
 function of (seed, step) or of its stored data position, and a checkpoint holds every
@@ -132,6 +134,9 @@ class Objective:
         """Samples in the last global batch (for throughput)."""
         return 0
 
+    def prepare_step(self, engine: Engine) -> None:
+        """Runs before the step's first forward pass (e.g. refresh a memory bank while no graph is alive)."""
+
     def features(self, batch: dict[str, Any], engine: Engine) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -150,7 +155,11 @@ class Objective:
         """The step's record, from its rank-averaged losses (names as logged)."""
         return {("loss" if k == "total" else f"loss/{k}"): v for k, v in losses.items()}
 
-    def before_optimizer_step(self, engine: Engine) -> None: ...
+    def reduce_gradients(self, engine: Engine) -> None:
+        """Average across ranks the gradients of parameters DDP does not own; runs before clipping."""
+
+    def before_optimizer_step(self, engine: Engine) -> None:
+        """Runs after clipping, right before ``optimizer.step()`` (e.g. drop a frozen layer's gradient)."""
 
     def after_optimizer_step(self, engine: Engine) -> dict[str, float]:
         """Runs after ``optimizer.step()``; may return extra metrics for the step's record."""
@@ -335,6 +344,7 @@ class Engine:
         Losses are averaged over ranks. Nothing is stepped; :meth:`train_step` does that.
         """
         objective, accum = self.objective, self.settings.accum_freq
+        objective.prepare_step(self)
         micro = objective.split(batch, accum) if accum > 1 else [batch]
         if accum == 1:
             with self.autocast():
@@ -400,7 +410,7 @@ class Engine:
         return record
 
     def _optimizer_step(self) -> float:
-        self.objective.before_optimizer_step(self)
+        self.objective.reduce_gradients(self)
         params = self.trainable_parameters
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
@@ -412,6 +422,7 @@ class Engine:
         if not self.scaler.is_enabled():
             # (With fp16 the scaler skips steps with inf/nan gradients and lowers its scale.)
             self.check_finite(norm, "the gradient norm")
+        self.objective.before_optimizer_step(self)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -507,12 +518,20 @@ class Engine:
         if changed:
             logger.warning("resuming from %s with a changed config: %s", path, ", ".join(changed[:8]))
         self.objective.load_state_dict(state, path)
+        # load_state_dict replaces each group's settings with the saved ones; the schedule's own
+        # keys come from this run's config (a checkpoint from before the engine lacks them).
+        schedule_keys = [{k: g[k] for k in ("scheduled_decay", "base_weight_decay") if k in g}
+                         for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, keys in zip(self.optimizer.param_groups, schedule_keys, strict=True):
+            group.update(keys)
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.best_metric = float(state.get("best_metric", math.inf))
         rngs = state["rng"]
+        if isinstance(rngs, dict):  # a single process's states (the first SSL trainer's format)
+            rngs = [rngs]
         if len(rngs) == self.dist.world_size:
             ckpt.set_rng_state(rngs[self.dist.rank])
         else:
@@ -538,7 +557,8 @@ class Engine:
             "first_loss": first,
             "last_loss": last,
             "samples_per_s": float(np.median(rates)) if rates else float("nan"),
-            "best_metric": self.best_metric,
+            # JSON has no infinity: None when no best was judged (no checkpoint yet, or no best_metric_key).
+            "best_metric": self.best_metric if math.isfinite(self.best_metric) else None,
             "output_dir": str(self.output_dir),
         }
 

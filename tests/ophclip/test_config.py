@@ -133,7 +133,13 @@ def test_renamed_keys_still_load_with_a_warning_and_a_clash_is_an_error(tmp_path
     assert (cfg.retrieval.mode, cfg.retrieval.weight, cfg.retrieval.k) == ("soft_positive", 0.25, 7)
     assert (cfg.retrieval.refresh, cfg.retrieval.warmup_steps) == ("incremental", 3)
     assert cfg.loss.repeated_text == "negative"  # the rest of the old section is untouched
+    with pytest.warns(FutureWarning):  # an override in the new spelling wins over the old-spelled file
+        assert load_config(PretrainConfig, path, ["retrieval.k=2", "retrieval.mode=feature_aug"]).retrieval.k == 2
+    both = tmp_path / "both.yaml"
+    both.write_text("memory:\n  k: 7\nretrieval:\n  k: 2\n")
     with pytest.raises(ConfigError, match="memory .*and retrieval are both set, differently \\(k\\)"):
-        load_config(PretrainConfig, path, ["retrieval.k=2"])
-    with pytest.warns(FutureWarning):  # the same value under both spellings is no clash
-        assert load_config(PretrainConfig, path, ["retrieval.k=7"]).retrieval.k == 7
+        load_config(PretrainConfig, both)
+    both.write_text("memory:\nretrieval:\n  k: 2\nloss:\n  retrieval_mode: soft_positive\n")
+    with pytest.warns(FutureWarning):  # an empty old section moves nothing and clashes with nothing
+        cfg = load_config(PretrainConfig, both)
+    assert (cfg.retrieval.k, cfg.retrieval.mode) == (2, "soft_positive")

@@ -383,6 +383,10 @@ class ContrastiveObjective(Objective):
         return out
 
     # ------------------------------------------------------------------ step
+    def prepare_step(self, engine: Engine) -> None:
+        if self.level == VIDEO:  # re-encoding the silent pool costs no memory of this step's graph yet
+            self.retrieval.maybe_refresh(engine.step, self.model)
+
     def features(self, batch: dict[str, Any], engine: Engine) -> dict[str, torch.Tensor]:
         """Embeddings of one (micro-)batch: video, text and, at the video level, the mean narration."""
         level = self.level
@@ -413,7 +417,6 @@ class ContrastiveObjective(Objective):
     def step_inputs(self, batch: dict[str, Any], features: dict[str, torch.Tensor], engine: Engine) -> StepInputs:
         inputs = StepInputs()
         if self.level == VIDEO:
-            self.retrieval.maybe_refresh(engine.step, self.model)
             inputs.neighbours = self.retrieval.neighbours(list(batch["video_id"]), features["video"])
         if self.level == CLIP and self.ssl_aux is not None:
             with engine.autocast():
@@ -455,7 +458,7 @@ class ContrastiveObjective(Objective):
             record["logit_scale"] = float(logit_multiplier(self.model).float())
         return record
 
-    def before_optimizer_step(self, engine: Engine) -> None:
+    def reduce_gradients(self, engine: Engine) -> None:
         if self.ssl_aux is not None and self.dist.distributed:
             # The DINO head sits outside the DDP module, so its gradient is averaged here.
             for p in self.ssl_aux.parameters():

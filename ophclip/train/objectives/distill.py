@@ -37,8 +37,8 @@ from ...distill import (
     prompt_sentences,
     validate,
 )
-from ...distributed import DistInfo
-from ...errors import DataError
+from ...distributed import DistInfo, launched_by_torchrun
+from ...errors import ConfigError, DataError
 from ..engine import Engine, EngineSettings, Objective, delegate, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,10 @@ class DistillObjective(Objective):
         return {"student": self.student.state_dict(), "teacher_name": str(self.cfg.teacher.pretrained or self.cfg.teacher.name)}
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        teacher = str(self.cfg.teacher.pretrained or self.cfg.teacher.name)
+        if state.get("teacher_name", teacher) != teacher:
+            raise ConfigError(f"{path} distils teacher {state['teacher_name']!r}, this run names {teacher!r}; "
+                              "resume with the same teacher, or start a fresh run (another train.output_dir)")
         self.student.load_state_dict(state["student"])
 
     def run_info(self) -> dict[str, Any]:
@@ -184,6 +188,9 @@ class DistillTrainer(Engine):
 
     def __init__(self, cfg: DistillConfig, *, resume: str | Path | None = None):
         validate(cfg)
+        if launched_by_torchrun():
+            # Each rank would distil its own copy on the same batches; refuse rather than waste the GPUs.
+            raise ConfigError("`ophclip distill` trains on one process (one device); launch it without torchrun")
         self.cfg = cfg
         dist = DistInfo(device=resolve_device(cfg.train.device, key="train.device"))
         seed_everything(cfg.train.seed)

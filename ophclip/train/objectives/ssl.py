@@ -284,7 +284,9 @@ def engine_settings(cfg: SSLConfig) -> EngineSettings:
     return EngineSettings(
         output_dir=t.output_dir, steps=t.steps, lr=t.lr, seed=t.seed, min_lr_ratio=t.min_lr_ratio,
         warmup_steps=t.warmup_steps, weight_decay_end=t.weight_decay_end, grad_clip_norm=t.grad_clip_norm,
-        precision="auto", save_every=t.save_every, log_every=cfg.log.every,
+        # bf16 autocast where the GPU has it, else fp32 (DINO's temperatures are too sharp for fp16).
+        precision="bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32",
+        save_every=t.save_every, log_every=cfg.log.every,
         tensorboard=cfg.log.tensorboard, jsonl=cfg.log.jsonl,
     )
 
