@@ -314,6 +314,11 @@ class ContrastiveObjective(Objective):
             groups.append({"params": list(self.ssl_aux.parameters()), "weight_decay": wd})
         return groups
 
+    def trainable_parameters(self, groups: list[dict[str, Any]]) -> list[nn.Parameter]:
+        # The model's own order, then the auxiliary head: the clip norm sums in the same order as ever.
+        extra = list(self.ssl_aux.parameters()) if self.ssl_aux is not None else []
+        return [p for p in [*self.model.parameters(), *extra] if p.requires_grad]
+
     def forward_module(self) -> nn.Module:
         return self.encoder
 

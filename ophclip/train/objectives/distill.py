@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 import ophclip
 from ophbase.device import resolve_device
@@ -82,6 +83,9 @@ class DistillObjective(Objective):
         trainable = [p for p in self.student.parameters() if p.requires_grad]
         return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": self.cfg.train.weight_decay},
                 {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+
+    def trainable_parameters(self, groups: list[dict[str, Any]]) -> list[nn.Parameter]:
+        return [p for p in self.student.parameters() if p.requires_grad]  # the clip norm sums in model order
 
     def train_mode(self) -> None:
         self.student.train()

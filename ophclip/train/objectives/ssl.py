@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from data_pipeline.frame_cache import FrameCache
 from ophbase.device import resolve_device
@@ -105,6 +106,9 @@ class SSLObjective(Objective):
                 (no_decay if p.ndim < 2 or "embedding" in name or name.endswith(".g") else decay).append(p)
         return [{"params": decay, "weight_decay": self.cfg.train.weight_decay, "scheduled_decay": True},
                 {"params": no_decay, "weight_decay": 0.0}]
+
+    def trainable_parameters(self, groups: list[dict[str, Any]]) -> list[nn.Parameter]:
+        return [p for p in self.student.parameters() if p.requires_grad]  # the clip norm sums in model order
 
     def train_mode(self) -> None:
         self.student.train()
