@@ -51,6 +51,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ophbase.device import resolve_device
 from ophbase.io import atomic_write_json
 
 from ..config import save_config, to_dict
@@ -61,6 +62,7 @@ from ..distributed import (
     broadcast_object,
     gather_objects,
     init_distributed,
+    launched_by_torchrun,
 )
 from ..errors import ConfigError, OphclipError
 from ..schedule import cosine_between, cosine_with_warmup
@@ -207,6 +209,14 @@ def delegate(name: str, doc: str | None = None) -> property:
     """A property of an engine facade (``Trainer.model``) that reads and writes the objective's ``name``."""
     return property(lambda self: getattr(self.objective, name),
                     lambda self, value: setattr(self.objective, name, value), doc=doc or f"The objective's ``{name}``.")
+
+
+def single_process(command: str, device: str) -> DistInfo:
+    """Process info for an objective that trains on one process; under torchrun every rank would
+    train its own copy on the same batches, so that is refused rather than wasting the GPUs."""
+    if launched_by_torchrun():
+        raise ConfigError(f"`ophclip {command}` trains on one process (one device); launch it without torchrun")
+    return DistInfo(device=resolve_device(device, key="train.device"))
 
 
 def seed_everything(seed: int) -> None:

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 import ophclip
-from ophbase.device import resolve_device
 
 from ...classifier import build_zero_shot_classifier
 from ...data import LevelBatchSampler, collate
@@ -38,9 +37,8 @@ from ...distill import (
     prompt_sentences,
     validate,
 )
-from ...distributed import DistInfo, launched_by_torchrun
 from ...errors import ConfigError, DataError
-from ..engine import Engine, EngineSettings, Objective, delegate, seed_everything
+from ..engine import Engine, EngineSettings, Objective, delegate, seed_everything, single_process
 
 logger = logging.getLogger(__name__)
 
@@ -192,11 +190,8 @@ class DistillTrainer(Engine):
 
     def __init__(self, cfg: DistillConfig, *, resume: str | Path | None = None):
         validate(cfg)
-        if launched_by_torchrun():
-            # Each rank would distil its own copy on the same batches; refuse rather than waste the GPUs.
-            raise ConfigError("`ophclip distill` trains on one process (one device); launch it without torchrun")
         self.cfg = cfg
-        dist = DistInfo(device=resolve_device(cfg.train.device, key="train.device"))
+        dist = single_process("distill", cfg.train.device)
         seed_everything(cfg.train.seed)
         super().__init__(DistillObjective(cfg, dist.device), engine_settings(cfg), config=cfg, resume=resume, dist=dist)
 

@@ -33,11 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_pipeline.frame_cache import FrameCache
-from ophbase.device import resolve_device
 
 from ...config import to_dict
 from ...data import LevelBatchSampler
-from ...distributed import DistInfo, launched_by_torchrun
 from ...errors import ConfigError, DataError
 from ...schedule import cosine_between
 from ...ssl.config import SSLConfig, validate
@@ -47,7 +45,7 @@ from ...ssl.loss import SSLLoss, teacher_temperature
 from ...ssl.monitor import KNNProbe, SSLCollapseError, spread_ratio
 from ...ssl.views import MultiCropVideoViews, collate_views, ssl_video_ids, view_transforms
 from ...transforms import build_transforms
-from ..engine import Engine, EngineSettings, Objective, delegate, seed_everything
+from ..engine import Engine, EngineSettings, Objective, delegate, seed_everything, single_process
 
 logger = logging.getLogger(__name__)
 
@@ -302,11 +300,8 @@ class SSLTrainer(Engine):
 
     def __init__(self, cfg: SSLConfig, *, resume: str | Path | None = None, video_ids: list[str] | None = None):
         validate(cfg)
-        if launched_by_torchrun():
-            # Each rank would train its own copy on the same batches; refuse rather than waste the GPUs.
-            raise ConfigError("`ophclip ssl` trains on one process (one device); launch it without torchrun")
         self.cfg = cfg
-        dist = DistInfo(device=resolve_device(cfg.train.device, key="train.device"))
+        dist = single_process("ssl", cfg.train.device)
         seed_everything(cfg.train.seed)
         objective = SSLObjective(cfg, dist.device, video_ids)
         super().__init__(objective, engine_settings(cfg), config=cfg, resume=resume, dist=dist)
