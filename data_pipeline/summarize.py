@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .cache import JsonCache, cache_key
 from .config import SummaryConfig
 from .lexicon import Lexicon
-from .llm import LLM
+from .llm import LLM, generate_in_batches
 from .rewrite import load_prompt
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,8 @@ class Summarizer:
             self.cache.put(self.key(t, d), {"title": t, "description": d, "output": o, "model": self.model_id})
 
     def generate_pending(self, items: list[tuple[str, str]], progress=None) -> None:
-        for it in self.pending(items):
-            self.store([it], self.llm.generate(self.prompts([it]), self.cfg.max_new_tokens))
-            if progress is not None:
-                progress()
+        generate_in_batches(self.llm, items, self.pending(items), self.prompts, self.store, self.cfg.max_new_tokens,
+                            progress)
 
     def result(self, title: str, description: str) -> SummaryResult:
         status = "disabled"
