@@ -115,11 +115,28 @@ def pipeline_section(d: dict) -> list[str]:
         rtf = f"{r['rtf']:.3f}" if r.get("rtf") is not None else "—"
         wer = f"{r['wer']:.3f}" if r.get("wer") is not None else "—"
         lines.append(f"| {r['backend']} | {r['status']} | {r['audio_s']:.1f} | {rtf} | {wer} |")
-    rw = d.get("rewrite", {}).get("row")
-    if rw:
-        lines += ["", f"Rewrite ({rw['model']}): {rw['clips_per_s']:.3f} clips/s, {rw['tokens_per_s']:.1f} tokens/s "
-                      f"after a {rw['load_s']:.1f} s load."]
-    return lines + [""]
+    return lines + rewrite_lines(d.get("rewrite", {})) + [""]
+
+
+def rewrite_lines(rewrite: dict) -> list[str]:
+    """The rewrite backends' rows (one row in reports written before backends were compared side by side)."""
+    rows = rewrite.get("rows") or ([rewrite["row"]] if "row" in rewrite else [])
+    if not rows:
+        return []
+    lines = ["", "| rewrite backend | batch | narrations | clips/s | tokens/s | load s | x first row |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tokens = f"{r['tokens_per_s']:.1f}" if r.get("tokens_per_s") else "—"
+        lines.append(f"| {r['model']} | {r.get('batch_size', 1)} | {r['narrations']} | {r['clips_per_s']:.3f} | {tokens} "
+                     f"| {r['load_s']:.1f} | {r.get('x_first', 1.0):.1f} |")
+    return lines
+
+
+def rewrite_section(d: dict) -> list[str]:
+    c = d["config"]
+    return (["### Rewrite backends (`python -m benchmarks.perf_pipeline --skip-asr --llm-backend ...`)", "",
+             machine_line(d["machine"]) + f"; median of {c['rewrite_reps']} reps, measured side by side in one run. "
+             "A ctranslate2 load includes its one-time conversion when its cache is empty, as here."]
+            + rewrite_lines(d["rewrite"]) + [""])
 
 
 def bank_section(d: dict) -> list[str]:
@@ -147,6 +164,7 @@ def render(results: Path) -> str:
                           ("tower_probe/tower_probe.json", tower_probe_section),
                           *((probe, ssl_probe_section) for probe in probes), ("perf_train_step.json", train_step_section),
                           ("perf_data.json", data_section), ("perf_pipeline.json", pipeline_section),
+                          ("perf_pipeline_rewrite.json", rewrite_section),
                           ("perf_bank.json", bank_section)):
         d = _load(results, name)
         if d is not None:

@@ -116,8 +116,8 @@ def test_perf_pipeline_rewrite_smallest(tmp_path, synth_tiny_dir, synth_tiny_roo
     out = tmp_path / "rewrite.json"
     main(["--synth", str(synth_tiny_dir), "--root", str(synth_tiny_root), "--skip-asr", "--rewrite-clips", "1",
           "--rewrite-reps", "1", "--out", str(out)])
-    row = json.loads(out.read_text())["rewrite"]["row"]
-    assert row["narrations"] == 1
+    (row,) = json.loads(out.read_text())["rewrite"]["rows"]
+    assert row["narrations"] == 1 and row["x_first"] == 1.0
     for key in ("load_s", "wall_s", "clips_per_s", "s_per_clip", "tokens_out", "tokens_per_s"):
         assert _positive(row[key]), key
 
